@@ -1,0 +1,1 @@
+"""The lessons: numbered scripts that run with ``python lessons/NN_topic.py``."""

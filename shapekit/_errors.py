@@ -1,0 +1,101 @@
+"""The exception and warning types shapekit raises, and the one place messages are built.
+
+Every message says what was expected, what was got, where the expectation came from and one
+concrete fix::
+
+    layers[2] Linear expected x: (batch, *time, 48 = fan_in), got (32, 4, 40)
+      bound so far: batch=32 time=4 (from layers[1] FlattenConsecutive output)
+      fix: the layer before produces 40 features; build Linear(40, ...) or change FlattenConsecutive(n)
+"""
+
+from __future__ import annotations
+
+__all__ = ["DataError", "PitfallWarning", "ShapeError"]
+
+
+class ShapeError(RuntimeError):
+    """The one exception type for every shape or dtype problem shapekit reports.
+
+    It subclasses ``RuntimeError`` so code that already catches torch's shape errors keeps working.
+    The message is built from parts, so a container (``Sequential``) can add where the failing layer
+    sits and where its input came from before the message is shown:
+
+    >>> err = ShapeError(expected="x: (batch, 3)", got="(4, 5)", fix="pass 3 features", where="f()")
+    >>> print(err)
+    f() expected x: (batch, 3), got (4, 5)
+      fix: pass 3 features
+    """
+
+    def __init__(
+        self,
+        *,
+        expected: str,
+        got: str,
+        fix: str,
+        where: str = "",
+        bound: str = "",
+        source: str = "",
+        note: str = "",
+    ) -> None:
+        super().__init__()
+        self.expected = expected
+        self.got = got
+        self.fix = fix
+        self.where = where
+        self.bound = bound
+        self.source = source
+        self.note = note
+        self.path = ""  # filled in by containers, e.g. "layers[2]"
+        # A container also names the layer before the failing one ("FlattenConsecutive(n)"), and a
+        # layer may say how that helps: fix_previous = "or change {previous}".
+        self.previous = ""
+        self.fix_previous = ""
+
+    def __str__(self) -> str:
+        head = " ".join(part for part in (self.path, self.where) if part)
+        lines = [f"{head} expected {self.expected}, got {self.got}".lstrip()]
+        if self.note:
+            lines[0] += f": {self.note}"
+        if self.bound:
+            lines.append(f"  bound so far: {self.bound}" + (f" (from {self.source})" if self.source else ""))
+        elif self.source:
+            lines.append(f"  input: {self.source}")
+        fix = self.fix
+        if self.previous and self.fix_previous:
+            fix += " " + self.fix_previous.format(previous=self.previous)
+        lines.append(f"  fix: {fix}")
+        return "\n".join(lines)
+
+    def __reduce__(self):  # keep the parts when pickled (pytest-xdist, multiprocessing)
+        return (_rebuild, (self.__dict__,))
+
+
+def _rebuild(state: dict) -> ShapeError:
+    err = ShapeError.__new__(ShapeError)
+    RuntimeError.__init__(err)
+    err.__dict__.update(state)
+    return err
+
+
+class PitfallWarning(UserWarning):
+    """A detected *silent* shape bug: code that runs but almost certainly computes the wrong thing.
+
+    ``rule`` is a stable identifier (``"view-transposes"``, ``"broadcast-n-by-n"``, ...) that names the
+    pitfall's page in the docs.
+
+    >>> w = PitfallWarning("x.view(B, C, T) reorders axes", rule="view-transposes")
+    >>> w.rule
+    'view-transposes'
+    """
+
+    def __init__(self, message: str, *, rule: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+
+
+class DataError(ValueError):
+    """A problem with a data file or a checkpoint: says what is wrong, where, and how to fix it.
+
+    >>> str(DataError("names.txt line 3: 'Emma' has upper case; fix: lower-case the file"))
+    "names.txt line 3: 'Emma' has upper case; fix: lower-case the file"
+    """

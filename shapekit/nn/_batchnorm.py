@@ -1,0 +1,100 @@
+"""BatchNorm1d, channels-last as in the lecture: statistics over every axis but the last."""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from .._errors import ShapeError
+from .._shaped import Failure, shape_text, shaped
+from ._guards import require_dtype
+
+
+class BatchNorm1d(torch.nn.Module):
+    """Normalise each channel over the batch: ``(batch, C)`` or channels-last ``(batch, time, C)``.
+
+    Statistics are taken over every axis but the last (``(0,)`` for 2-D input, ``(0, 1)`` for 3-D),
+    so ``running_mean`` and ``running_var`` stay ``(C,)``: the lecture's bug, statistics over axis 0
+    only, cannot happen here. Note torch's ``nn.BatchNorm1d`` wants ``(batch, C, length)`` instead.
+
+    ``unbiased=True`` (the lecture's layer) normalises by the Bessel-corrected batch variance;
+    ``unbiased=False`` normalises by the biased variance, exactly like ``torch.nn.BatchNorm1d``.
+    The running variance is Bessel-corrected in both, as in torch.
+
+    >>> import torch
+    >>> bn = BatchNorm1d(68)
+    >>> bn(torch.randn(32, 4, 68)).shape
+    torch.Size([32, 4, 68])
+    >>> bn.running_mean.shape
+    torch.Size([68])
+    >>> bn(torch.randn(1, 68))
+    Traceback (most recent call last):
+    ...
+    shapekit._errors.ShapeError: BatchNorm1d expected x: more than one value per channel in training mode, got (1, 68): the batch statistics of one value are undefined (variance NaN)
+      fix: call model.eval() before feeding a single example (eval uses the running statistics), or train with a batch larger than 1
+    """
+
+    _fix_previous = "or change {previous}"
+
+    def __init__(
+        self, dim: int, eps: float = 1e-5, momentum: float = 0.1, *, unbiased: bool = True
+    ) -> None:
+        super().__init__()
+        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+            raise ValueError(f"BatchNorm1d(dim={dim!r}): dim must be a positive int")
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"BatchNorm1d(momentum={momentum!r}): momentum must be in [0, 1]")
+        if eps < 0:
+            raise ValueError(f"BatchNorm1d(eps={eps!r}): eps must be >= 0")
+        self.dim, self.eps, self.momentum, self.unbiased = dim, eps, momentum, unbiased
+        self.gamma = torch.nn.Parameter(torch.ones(dim))
+        self.beta = torch.nn.Parameter(torch.zeros(dim))
+        self.register_buffer("running_mean", torch.zeros(dim))
+        self.register_buffer("running_var", torch.ones(dim))
+
+    @shaped
+    def forward(
+        self, x: Float[Tensor, "batch *time {self.dim}"]
+    ) -> Float[Tensor, "batch *time {self.dim}"]:
+        require_dtype(self, "x", x, self.gamma.dtype)
+        if self.training:
+            if x.numel() // x.shape[-1] < 2:
+                raise self._single_example(x)
+            dims = tuple(range(x.ndim - 1))  # every axis but the channels
+            xmean = x.mean(dims)  # (C,)
+            xvar = x.var(dims, correction=1 if self.unbiased else 0)  # (C,)
+        else:
+            xmean, xvar = self.running_mean, self.running_var
+        xhat = (x - xmean) / torch.sqrt(xvar + self.eps)
+        out = self.gamma * xhat + self.beta
+        if self.training:
+            with torch.no_grad():
+                unbiased = xvar if self.unbiased else x.var(dims, correction=1)
+                self.running_mean.mul_(1 - self.momentum).add_(self.momentum * xmean)
+                self.running_var.mul_(1 - self.momentum).add_(self.momentum * unbiased)
+        return out
+
+    def _single_example(self, x: Tensor) -> ShapeError:
+        return ShapeError(
+            expected="x: more than one value per channel in training mode",
+            got=shape_text(x.shape),
+            note="the batch statistics of one value are undefined (variance NaN)",
+            where="BatchNorm1d",
+            fix="call model.eval() before feeding a single example (eval uses the running "
+            "statistics), or train with a batch larger than 1",
+        )
+
+    def _shape_fix(self, failure: Failure) -> str | None:
+        m, x = failure.mismatch, failure.value
+        if failure.kind != "size" or m is None or m.axis != x.ndim - 1:
+            return None
+        if x.ndim == 3 and x.shape[1] == self.dim:
+            return (
+                f"x looks like torch's (batch, channels, length) layout; this BatchNorm1d is "
+                f"channels-last (batch, length, channels): pass x.transpose(1, 2)"
+            )
+        return f"the layer before produces {m.got} features; build BatchNorm1d({m.got})"
+
+    def extra_repr(self) -> str:
+        return f"{self.dim}, eps={self.eps}, momentum={self.momentum}, unbiased={self.unbiased}"

@@ -1,0 +1,76 @@
+"""Embedding: a lookup table, ``C[idx]`` in the lecture."""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from .._errors import ShapeError
+from .._modes import _State
+from .._shaped import Failure, shape_text, shaped
+
+
+class Embedding(torch.nn.Module):
+    """Look up one row of ``weight`` per integer index: ``(batch, *time) -> (batch, *time,
+    embedding_dim)``.
+
+    >>> import torch
+    >>> emb = Embedding(27, 10)
+    >>> emb(torch.zeros(32, 8, dtype=torch.long)).shape
+    torch.Size([32, 8, 10])
+    >>> emb(torch.zeros(32, 8))
+    Traceback (most recent call last):
+    ...
+    shapekit._errors.ShapeError: Embedding expected idx: integer (batch, *time), got float32 (32, 8): integer dtype needed
+      fix: pass integer indices, e.g. idx.long() (a float tensor here is often the embeddings, not the indices)
+    """
+
+    shape_knob = "Embedding(..., embedding_dim)"
+
+    def __init__(self, num_embeddings: int, embedding_dim: int) -> None:
+        super().__init__()
+        for name, value in (("num_embeddings", num_embeddings), ("embedding_dim", embedding_dim)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"Embedding({name}={value!r}): {name} must be a positive int")
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.weight = torch.nn.Parameter(torch.randn((num_embeddings, embedding_dim)))
+
+    @shaped
+    def forward(
+        self, idx: Int[Tensor, "batch *time"]
+    ) -> Float[Tensor, "batch *time {self.embedding_dim}"]:
+        # Negative indices would silently wrap around to the last rows, so look before indexing.
+        if _State.mode != "off" and idx.numel() and int(idx.min()) < 0:
+            raise self._out_of_range(idx)
+        try:
+            return self.weight[idx]
+        except IndexError:
+            raise self._out_of_range(idx) from None
+
+    def _out_of_range(self, idx: Tensor) -> ShapeError:
+        lo, hi = int(idx.min()), int(idx.max())
+        if lo < 0:
+            fix = "indices must be >= 0; check the encoding (stoi) that produced idx"
+        else:
+            fix = (
+                f"build Embedding({hi + 1}, ...) to cover index {hi}, or check the encoding (stoi)"
+                " that produced idx"
+            )
+        return ShapeError(
+            expected=f"idx: integer indices in [0, {self.num_embeddings})",
+            got=f"values from {lo} to {hi} in {shape_text(idx.shape)}",
+            where="Embedding",
+            fix=fix,
+        )
+
+    def _shape_fix(self, failure: Failure) -> str | None:
+        if failure.kind == "dtype":
+            return (
+                "pass integer indices, e.g. idx.long() (a float tensor here is often the "
+                "embeddings, not the indices)"
+            )
+        return None
+
+    def extra_repr(self) -> str:
+        return f"num_embeddings={self.num_embeddings}, embedding_dim={self.embedding_dim}"

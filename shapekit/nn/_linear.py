@@ -1,0 +1,61 @@
+"""Linear: ``x @ W + b`` on the last axis, the lecture's layer with checked shapes."""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from .._shaped import Failure, shaped
+from ._guards import require_dtype
+
+
+class Linear(torch.nn.Module):
+    """A fully connected layer acting on the last axis: ``(batch, *time, fan_in) -> (batch, *time,
+    fan_out)``.
+
+    The weight is ``(fan_in, fan_out)`` (the lecture's layout, the transpose of torch's) and starts
+    as ``randn / sqrt(fan_in)``; the bias starts at zero.
+
+    >>> import torch
+    >>> layer = Linear(48, 128)
+    >>> layer(torch.randn(32, 4, 48)).shape
+    torch.Size([32, 4, 128])
+    >>> layer(torch.randn(32, 4, 40))
+    Traceback (most recent call last):
+    ...
+    shapekit._errors.ShapeError: Linear expected x: (batch, *time, 48 = fan_in), got (32, 4, 40)
+      bound so far: batch=32 time=4
+      fix: the layer before produces 40 features; build Linear(40, ...)
+    """
+
+    shape_knob = "Linear(..., fan_out)"
+    _fix_previous = "or change {previous}"
+
+    def __init__(self, fan_in: int, fan_out: int, bias: bool = True) -> None:
+        super().__init__()
+        for name, value in (("fan_in", fan_in), ("fan_out", fan_out)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"Linear({name}={value!r}): {name} must be a positive int")
+        self.fan_in, self.fan_out = fan_in, fan_out
+        self.weight = torch.nn.Parameter(torch.randn((fan_in, fan_out)) / fan_in**0.5)
+        self.bias = torch.nn.Parameter(torch.zeros(fan_out)) if bias else None
+
+    @shaped
+    def forward(
+        self, x: Float[Tensor, "batch *time {self.fan_in}"]
+    ) -> Float[Tensor, "batch *time {self.fan_out}"]:
+        require_dtype(self, "x", x, self.weight.dtype)
+        out = x @ self.weight  # matmul acts on the last axis; leading axes ride along
+        if self.bias is not None:
+            out = out + self.bias
+        return out
+
+    def _shape_fix(self, failure: Failure) -> str | None:
+        m = failure.mismatch
+        if failure.kind == "size" and m is not None and m.axis == failure.value.ndim - 1:
+            return f"the layer before produces {m.got} features; build Linear({m.got}, ...)"
+        return None
+
+    def extra_repr(self) -> str:
+        return f"fan_in={self.fan_in}, fan_out={self.fan_out}, bias={self.bias is not None}"
