@@ -7,6 +7,20 @@ torch.Size([4, 2])
 """
 
 from . import nn
+from ._data import (
+    VOCAB,
+    Names,
+    Splits,
+    build_dataset,
+    decode,
+    encode,
+    itos,
+    load_names,
+    make_splits,
+    read_names_file,
+    split_words,
+    stoi,
+)
 from ._errors import DataError, PitfallWarning, ShapeError
 from ._modes import checks, get_checks, set_checks
 from ._shaped import shaped
@@ -14,12 +28,24 @@ from ._shaped import shaped
 __version__ = "0.1.0"
 
 __all__ = [
+    "VOCAB",
     "DataError",
+    "Names",
     "PitfallWarning",
     "ShapeError",
+    "Splits",
+    "build_dataset",
     "checks",
+    "decode",
+    "encode",
     "get_checks",
+    "itos",
+    "load_names",
+    "make_splits",
     "nn",
+    "read_names_file",
     "set_checks",
     "shaped",
+    "split_words",
+    "stoi",
 ]
