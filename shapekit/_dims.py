@@ -98,8 +98,8 @@ class Mismatch:
     reason: str
     axis: int = -1
     name: str = ""
-    expected: int = 0
-    got: int = 0
+    expected: int | tuple[int, ...] = 0  # a tuple for a variadic run such as *batch
+    got: int | tuple[int, ...] = 0
 
 
 def resolve(dim: Dim, memo: Memo, arguments: dict) -> tuple[int | None, str]:
@@ -163,7 +163,8 @@ def match(
     got = tuple(shape[variadic : rank - tail])
     bound = memo.sizes.get(dim.name)
     if dim.name and isinstance(bound, tuple) and not _same_variadic(bound, got, dim.broadcast):
-        return Mismatch("size", f"*{dim.name} is {got}, expected {bound}", variadic, dim.name)
+        reason = f"*{dim.name} is {got}, expected {bound}"
+        return Mismatch("size", reason, variadic, dim.name, bound, got)
     memo.bind(dim.name, got, source)
     trailing = [(rank - tail + j, dims[variadic + 1 + j]) for j in range(tail)]
     return _match_axes(trailing, shape, memo, source, arguments)
@@ -180,14 +181,16 @@ def _match_axes(pairs, shape, memo, source, arguments) -> Mismatch | None:
 def _same_variadic(bound: tuple[int, ...], got: tuple[int, ...], broadcast: bool) -> bool:
     if len(bound) != len(got):
         return False
-    return all(b == g or (broadcast and g == 1) for b, g in zip(bound, got))
+    return all(b == g or (broadcast and g == 1) for b, g in zip(bound, got, strict=True))
 
 
 def _match_axis(
     dim: Dim, size: int, axis: int, memo: Memo, source: str, arguments: dict
 ) -> Mismatch | None:
+    if dim.broadcast and size == 1:
+        return None  # "#n" of size 1 broadcasts against anything and binds nothing, as in jaxtyping
     expected, label = resolve(dim, memo, arguments)
-    if expected is None or size == expected or (dim.broadcast and size == 1):
+    if expected is None or size == expected:
         if dim.kind == "named":
             memo.bind(dim.name, size, source)
         return None
@@ -197,10 +200,11 @@ def _match_axis(
 
 def _rank_mismatch(dims, shape, fixed_rank, variadic, memo, arguments) -> Mismatch:
     want = f"at least {fixed_rank}" if variadic is not None else str(fixed_rank)
-    reason = f"{len(shape)} axes, expected {want}"
+    reason = f"{len(shape)} {'axis' if len(shape) == 1 else 'axes'}, expected {want}"
     # One axis short, and the shape fits once the leading batch axis is dropped: the classic
     # `Xtr[7]` (a single example) where `Xtr[[7]]` (a batch of one) was meant.
-    if dims and dims[0].kind == "named" and "batch" in dims[0].name and len(shape) == fixed_rank - 1:
+    leading_batch = bool(dims) and dims[0].kind == "named" and "batch" in dims[0].name
+    if leading_batch and len(shape) == fixed_rank - 1:
         trial = Memo(dict(memo.sizes), dict(memo.sources))
         if match(dims[1:], shape, trial, "", arguments) is None:
             return Mismatch("batch-missing", f"{reason}: the batch axis is missing")

@@ -6,7 +6,7 @@ concrete fix::
     layers[2] Linear expected x: (batch, *time, 48 = fan_in), got (32, 4, 40)
       bound so far: batch=32 time=4 (from layers[1] FlattenConsecutive output)
       fix: the layer before produces 40 features; build Linear(40, ...) or change FlattenConsecutive(n)
-"""
+"""  # noqa: E501 (the example message's fix line is one line)
 
 from __future__ import annotations
 
@@ -46,6 +46,7 @@ class ShapeError(RuntimeError):
         self.source = source
         self.note = note
         self.path = ""  # filled in by containers, e.g. "layers[2]"
+        self.kind = ""  # what failed: "size", "rank", "batch-missing", "dtype", "type", or ""
         # A container also names the layer before the failing one ("FlattenConsecutive(n)"), and a
         # layer may say how that helps: fix_previous = "or change {previous}".
         self.previous = ""
@@ -57,7 +58,8 @@ class ShapeError(RuntimeError):
         if self.note:
             lines[0] += f": {self.note}"
         if self.bound:
-            lines.append(f"  bound so far: {self.bound}" + (f" (from {self.source})" if self.source else ""))
+            source = f" (from {self.source})" if self.source else ""
+            lines.append(f"  bound so far: {self.bound}{source}")
         elif self.source:
             lines.append(f"  input: {self.source}")
         fix = self.fix
@@ -80,8 +82,8 @@ def _rebuild(state: dict) -> ShapeError:
 class PitfallWarning(UserWarning):
     """A detected *silent* shape bug: code that runs but almost certainly computes the wrong thing.
 
-    ``rule`` is a stable identifier (``"view-transposes"``, ``"broadcast-n-by-n"``, ...) that names the
-    pitfall's page in the docs.
+    ``rule`` is a stable identifier (``"view-transposes"``, ``"broadcast-n-by-n"``, ...) that names
+    the pitfall's page in the docs.
 
     >>> w = PitfallWarning("x.view(B, C, T) reorders axes", rule="view-transposes")
     >>> w.rule

@@ -98,7 +98,9 @@ def _indent(text: str) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("names", nargs="*", help="run only lessons whose file name contains one of these")
+    parser.add_argument(
+        "names", nargs="*", help="run only lessons whose file name contains one of these"
+    )
     parser.add_argument("--list", action="store_true", help="list the lessons and exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="show every lesson's output")
     parser.add_argument("--dir", help="the lessons folder (default: ./lessons or the checkout's)")

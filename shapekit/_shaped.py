@@ -11,6 +11,7 @@ import functools
 import inspect
 import types
 import typing
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -37,6 +38,9 @@ class Failure:
     mismatch: _dims.Mismatch | None
     value: Any
     expected_dtype: str  # "float", "integer", ... ("" when any dtype goes)
+    expected_type: str = ""  # a non-tensor argument's annotation ("float"); "" for tensors
+    # A layer's fix may rule out "or change <the layer before>": that layer is not at fault.
+    blame_previous: bool = True
 
 
 def shaped(fn: F) -> F:
@@ -63,7 +67,7 @@ def shaped(fn: F) -> F:
     How often checks run is set by :func:`shapekit.set_checks` (``"once"`` by default).
     """
     checked: Callable[..., Any] | None = None
-    seen: dict[tuple, int] = {}
+    seen: dict[tuple, tuple[int, tuple]] = {}
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -73,7 +77,8 @@ def shaped(fn: F) -> F:
             return fn(*args, **kwargs)
         if mode == "once":
             key = _signature(args, kwargs)
-            if seen.get(key) == _State.generation:
+            entry = seen.get(key)
+            if entry and entry[0] == _State.generation and _alive(entry[1]):
                 return fn(*args, **kwargs)
         if checked is None:
             checked = _typechecked(fn)
@@ -82,9 +87,11 @@ def shaped(fn: F) -> F:
         except _check_errors() as err:
             raise _explain(fn, args, kwargs, err) from None
         if mode == "once":
-            if len(seen) >= _ONCE_LIMIT:
-                seen.clear()
-            seen[key] = _State.generation
+            refs = _weak_refs(args, kwargs)
+            if refs is not None:
+                if len(seen) >= _ONCE_LIMIT:
+                    seen.clear()
+                seen[key] = (_State.generation, refs)
         return out
 
     wrapper.__shapekit_shaped__ = True  # type: ignore[attr-defined]
@@ -104,10 +111,32 @@ def _signature(args: tuple, kwargs: dict) -> tuple:
     return key
 
 
+_PLAIN = (int, float, str, bool, type(None))
+
+
 def _plain(value: Any) -> Any:
-    if isinstance(value, (int, float, str, bool, type(None))):
+    if isinstance(value, _PLAIN):
         return (type(value), value)
     return id(value)
+
+
+def _weak_refs(args: tuple, kwargs: dict) -> tuple | None:
+    """Weak references to the objects a signature names by id (``self``), so that a new object
+    reusing a dead one's id (a freshly built layer of another width) is not trusted; None (do not
+    remember) when one cannot be referenced weakly (a list, whose contents may change anyway)."""
+    values = (*args, *kwargs.values())
+    try:
+        return tuple(
+            weakref.ref(v) for v in values if not isinstance(v, (torch.Tensor, *_PLAIN))
+        )
+    except TypeError:
+        return None
+
+
+def _alive(refs: tuple) -> bool:
+    # The signature holds the objects' ids, and two live objects never share an id: while every
+    # referent is alive, the signature names exactly the objects that were checked.
+    return None not in [ref() for ref in refs]  # not all(...): this is the hot path of "once"
 
 
 def _typechecked(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -148,10 +177,11 @@ def _array_hint(hint: Any, value: Any) -> Any:
 
 
 def _dtype_kind(hint: Any) -> str:
-    """``"float"`` for ``Float[...]``, ``"integer"`` for ``Int[...]``; ``""`` when any dtype goes."""
+    """``"float"`` for ``Float[...]``, ``"integer"`` for ``Int[...]``; ``""`` if any dtype goes."""
     if isinstance(hint.dtypes, tuple):
         name = getattr(hint.dtype, "__name__", "")
-        return {"Int": "integer", "UInt": "unsigned integer", "Bool": "bool"}.get(name, name.lower())
+        kinds = {"Int": "integer", "UInt": "unsigned integer", "Bool": "bool"}
+        return kinds.get(name, name.lower())
     return ""
 
 
@@ -188,6 +218,9 @@ def _explain(fn: Callable[..., Any], args: tuple, kwargs: dict, err: BaseExcepti
     for name, value, hint in candidates:
         if hint is None:
             continue
+        inner = isinstance(value, torch.Tensor) and not _array_hint(hint, value)
+        if name == "the output" and inner:
+            return _output_element_error(value, hint, memo, where)
         error = _check_one(name, value, hint, memo, arguments, where, owner)
         if error is not None:
             return error
@@ -201,12 +234,26 @@ def _explain(fn: Callable[..., Any], args: tuple, kwargs: dict, err: BaseExcepti
     )
 
 
+def _output_element_error(
+    value: torch.Tensor, hint: Any, memo: _dims.Memo, where: str
+) -> ShapeError:
+    """A tensor inside a returned container (a tuple, say) failed; beartype names the tensor but
+    not its place, so show it with the container's annotation."""
+    return ShapeError(
+        expected=f"the output: {_hint_text(hint)}",
+        got=f"a tensor of shape {shape_text(value.shape)} inside it",
+        where=where,
+        bound=_bound_text(memo, ""),
+        fix="return tensors whose shapes match the annotation with the sizes bound so far",
+    )
+
+
 def _check_one(name, value, hint, memo, arguments, where, owner) -> ShapeError | None:
     array = _array_hint(hint, value)
     if array is None:
         if _bearable(value, hint):
             return None
-        failure = Failure(name, "type", None, value, "")
+        failure = Failure(name, "type", None, value, "", _hint_text(hint))
         return _error(failure, f"{name}: {_hint_text(hint)}", type(value).__name__, "", where,
                       owner, memo, "")
     dims = _dims.parse(array.dim_str)
@@ -220,8 +267,8 @@ def _check_one(name, value, hint, memo, arguments, where, owner) -> ShapeError |
     if not _dtype_ok(array, value):
         dtype = str(value.dtype).split(".")[-1]
         failure = Failure(name, "dtype", None, value, kind)
-        return _error(failure, f"{name}: {kind} {expected}", f"{dtype} {got}", f"{kind} dtype needed", where,
-                      owner, memo, name)
+        return _error(failure, f"{name}: {kind} {expected}", f"{dtype} {got}",
+                      f"{kind} dtype needed", where, owner, memo, name)
     mismatch = _dims.match(dims, tuple(value.shape), memo, name, arguments)
     if mismatch is None:
         return None
@@ -240,7 +287,10 @@ def _bearable(value: Any, hint: Any) -> bool:
 
 
 def _hint_text(hint: Any) -> str:
-    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+    """``float``, ``int | None``, ``tuple[Float[Tensor, 'n'], ...]``: an annotation as written."""
+    if typing.get_origin(hint) is None and hasattr(hint, "__name__"):
+        return hint.__name__
+    return str(hint).replace("jaxtyping.", "").replace("typing.", "")
 
 
 def _error(failure, expected, got, note, where, owner, memo, param) -> ShapeError:
@@ -255,7 +305,8 @@ def _error(failure, expected, got, note, where, owner, memo, param) -> ShapeErro
         bound=_bound_text(memo, param),
         note=note,
     )
-    if owner is not None and failure.kind == "size":
+    error.kind = failure.kind
+    if owner is not None and failure.kind == "size" and failure.blame_previous:
         error.fix_previous = getattr(owner, "_fix_previous", "")
     return error
 
@@ -271,6 +322,8 @@ def _bound_text(memo: _dims.Memo, param: str) -> str:
 def generic_fix(failure: Failure, memo: _dims.Memo) -> str:
     """One concrete fix for a failure in a function that has no fix of its own."""
     name, m = failure.param, failure.mismatch
+    if failure.kind == "type" and failure.expected_type:
+        return f"pass {name} as {failure.expected_type}, not {type(failure.value).__name__}"
     if failure.kind == "type":
         return f"pass a torch.Tensor as {name} (torch.as_tensor(...) converts lists and arrays)"
     if failure.kind == "dtype":
@@ -286,7 +339,14 @@ def generic_fix(failure: Failure, memo: _dims.Memo) -> str:
     if failure.kind == "rank":
         return f"reshape {name} to the annotated number of axes, or fix the annotation"
     assert m is not None
+    if isinstance(m.expected, tuple):  # a variadic run such as *batch, bound by an earlier argument
+        want = f"the axes {shape_text(m.expected)} for *{m.name}, starting at axis {m.axis}"
+    else:
+        label = m.name.split(" = ")[-1]  # "48 = fan_in" -> "fan_in"; a fixed size needs no label
+        want = f"size {m.expected} along axis {m.axis}" + (
+            f" ({label})" if label != str(m.expected) else ""
+        )
     source = memo.sources.get(m.name)
     if source and source != name:
-        return f"give {name} size {m.expected} along axis {m.axis} ({m.name}), as bound by {source}"
-    return f"give {name} size {m.expected} along axis {m.axis} ({m.name})"
+        return f"give {name} {want}, as bound by {source}"
+    return f"give {name} {want}"

@@ -33,7 +33,7 @@ class BatchNorm1d(torch.nn.Module):
     ...
     shapekit._errors.ShapeError: BatchNorm1d expected x: more than one value per channel in training mode, got (1, 68): the batch statistics of one value are undefined (variance NaN)
       fix: call model.eval() before feeding a single example (eval uses the running statistics), or train with a batch larger than 1
-    """
+    """  # noqa: E501 (doctest output: the exact message lines)
 
     _fix_previous = "or change {previous}"
 
@@ -91,8 +91,8 @@ class BatchNorm1d(torch.nn.Module):
             return None
         if x.ndim == 3 and x.shape[1] == self.dim:
             return (
-                f"x looks like torch's (batch, channels, length) layout; this BatchNorm1d is "
-                f"channels-last (batch, length, channels): pass x.transpose(1, 2)"
+                "x looks like torch's (batch, channels, length) layout; this BatchNorm1d is "
+                "channels-last (batch, length, channels): pass x.transpose(1, 2)"
             )
         return f"the layer before produces {m.got} features; build BatchNorm1d({m.got})"
 

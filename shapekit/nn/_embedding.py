@@ -7,7 +7,6 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from .._errors import ShapeError
-from .._modes import _State
 from .._shaped import Failure, shape_text, shaped
 
 
@@ -24,7 +23,7 @@ class Embedding(torch.nn.Module):
     ...
     shapekit._errors.ShapeError: Embedding expected idx: integer (batch, *time), got float32 (32, 8): integer dtype needed
       fix: pass integer indices, e.g. idx.long() (a float tensor here is often the embeddings, not the indices)
-    """
+    """  # noqa: E501 (doctest output: the exact message lines)
 
     shape_knob = "Embedding(..., embedding_dim)"
 
@@ -38,11 +37,14 @@ class Embedding(torch.nn.Module):
 
     @shaped
     def forward(
-        self, idx: Int[Tensor, "batch *time"]
+        self, idx: Int[Tensor, "batch *time"]  # noqa: F821 (a dim string, not `batch * time`)
     ) -> Float[Tensor, "batch *time {self.embedding_dim}"]:
-        # Negative indices would silently wrap around to the last rows, so look before indexing.
-        if _State.mode != "off" and idx.numel() and int(idx.min()) < 0:
+        # Negative indices would silently wrap around to the last rows, so look before indexing
+        # (in every check mode: this guard is cheap, and a wrapped index is a silent bug).
+        if idx.numel() and int(idx.min()) < 0:
             raise self._out_of_range(idx)
+        if idx.dtype not in (torch.int32, torch.int64):
+            idx = idx.long()  # torch indexes with int32/int64 only; int8/int16 indices are fine too
         try:
             return self.weight[idx]
         except IndexError:

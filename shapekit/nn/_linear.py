@@ -6,7 +6,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from .._shaped import Failure, shaped
+from .._shaped import Failure, shape_text, shaped
 from ._guards import require_dtype
 
 
@@ -52,10 +52,19 @@ class Linear(torch.nn.Module):
         return out
 
     def _shape_fix(self, failure: Failure) -> str | None:
-        m = failure.mismatch
-        if failure.kind == "size" and m is not None and m.axis == failure.value.ndim - 1:
-            return f"the layer before produces {m.got} features; build Linear({m.got}, ...)"
-        return None
+        m, x = failure.mismatch, failure.value
+        if failure.kind != "size" or m is None or m.axis != x.ndim - 1:
+            return None
+        n = self.fan_in // m.got if m.got and self.fan_in % m.got == 0 else 0
+        if x.ndim == 3 and n > 1 and x.shape[1] % n == 0:
+            # (B, T, C) where n consecutive steps of C features make fan_in: not flattened yet.
+            failure.blame_previous = False
+            flat = shape_text((x.shape[0], x.shape[1] // n, self.fan_in)).replace(", 1,", ",")
+            return (
+                f"the time axis is not flattened: put FlattenConsecutive({n}) before this Linear, "
+                f"turning {shape_text(x.shape)} into {flat}"
+            )
+        return f"the layer before produces {m.got} features; build Linear({m.got}, ...)"
 
     def extra_repr(self) -> str:
         return f"fan_in={self.fan_in}, fan_out={self.fan_out}, bias={self.bias is not None}"

@@ -7,11 +7,12 @@ from collections.abc import Iterable, Iterator
 import torch
 
 from .._errors import ShapeError
+from .._shaped import shape_text
 
 
 class Sequential(torch.nn.Module):
-    """Apply ``layers`` in order. Indexable and iterable; children are named ``"0"``, ``"1"``, ... like
-    torch's, and ``.layers`` is the list, as in the lecture.
+    """Apply ``layers`` in order. Indexable and iterable; children are named ``"0"``, ``"1"``, ...
+    like torch's, and ``.layers`` is the list, as in the lecture.
 
     When a layer raises :class:`ShapeError`, the message names it by its place (``layers[2]``) and
     says where its input came from (``layers[1] FlattenConsecutive output``).
@@ -57,21 +58,32 @@ class Sequential(torch.nn.Module):
         return iter(self._modules.values())  # type: ignore[arg-type]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        inputs = x
         for i, layer in enumerate(self._modules.values()):
             try:
                 x = layer(x)
             except ShapeError as err:
-                self._locate(err, i)
+                self._locate(err, i, inputs)
                 raise
         return x
 
-    def _locate(self, err: ShapeError, i: int) -> None:
+    def _locate(self, err: ShapeError, i: int, inputs: torch.Tensor) -> None:
         """Add the failing layer's place, where its input came from, and the layer before it."""
         layers = self.layers
-        err.path = f"layers[{i}]" + (f".{err.path}" if err.path else "")
-        if not err.source:
-            before = layers[i - 1] if i else None
-            err.source = f"layers[{i - 1}] {type(before).__name__} output" if i else "model input"
+        if err.kind == "batch-missing" and isinstance(inputs, torch.Tensor):
+            # The missing axis is the model input's: word the fix in terms of what the user passed.
+            err.fix = (
+                f"the model input {shape_text(inputs.shape)} has no batch axis, so every layer "
+                "after it is one axis short; pick one example with Xtr[[7]] or Xtr[7:8] (a batch "
+                "of one), not Xtr[7]"
+            )
+        nested = bool(err.path)  # a Sequential inside this one located the error first
+        err.path = f"layers[{i}]" + (f".{err.path}" if nested else "")
+        here = f"layers[{i - 1}] {type(layers[i - 1]).__name__} output" if i else "model input"
+        if not err.source or (nested and err.source == "model input"):
+            err.source = here  # the nested model's input is what this one fed it
+        elif nested and err.source.startswith("layers["):
+            err.source = f"layers[{i}].{err.source}"
         if not err.previous:
             knobs = (getattr(layer, "shape_knob", None) for layer in reversed(layers[:i]))
             err.previous = next((k for k in knobs if k), "")

@@ -1,0 +1,87 @@
+"""Shared helpers for the benchmark scripts: the lecture's 76K model, a training step, and a
+side-by-side timer that interleaves the contenders so machine noise hits them alike."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                   help="torch threads (default: torch's default, %(default)s here)")
+    p.add_argument("--repeats", type=int, default=7, help="interleaved rounds (median is reported)")
+    p.add_argument("--steps", type=int, default=200, help="training steps per round")
+    return p
+
+
+def wavenet(nn) -> torch.nn.Module:
+    """The lecture's 76K hierarchical model built from ``nn`` (shapekit.nn or a look-alike)."""
+    n_embd, n_hidden, vocab = 24, 128, 27
+    torch.manual_seed(42)
+    layers = [nn.Embedding(vocab, n_embd)]
+    fan_in = n_embd * 2
+    for _ in range(3):
+        layers += [nn.FlattenConsecutive(2), nn.Linear(fan_in, n_hidden, bias=False),
+                   nn.BatchNorm1d(n_hidden), nn.Tanh()]
+        fan_in = n_hidden * 2
+    layers.append(nn.Linear(n_hidden, vocab))
+    model = nn.Sequential(layers)
+    with torch.no_grad():
+        model.layers[-1].weight *= 0.1
+    return model
+
+
+def fake_data(n: int = 20_000, block_size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    X = torch.randint(0, 27, (n, block_size), generator=g)  # (N, T)
+    Y = torch.randint(0, 27, (n,), generator=g)  # (N,)
+    return X, Y
+
+
+def sgd_steps(model: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, steps: int,
+              wrap: Callable | None = None) -> None:
+    """``steps`` of the lecture's loop: randint batch, forward, cross_entropy, backward, SGD."""
+    params = list(model.parameters())
+    for _ in range(steps):
+        ix = torch.randint(0, X.shape[0], (32,))
+        if wrap is None:
+            loss = F.cross_entropy(model(X[ix]), Y[ix])
+        else:
+            with wrap():
+                loss = F.cross_entropy(model(X[ix]), Y[ix])
+        for p in params:
+            p.grad = None
+        loss.backward()
+        for p in params:
+            p.data += -0.1 * p.grad
+
+
+def side_by_side(contenders: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
+    """Median seconds per call of each contender, timed in interleaved rounds after a warm-up."""
+    for run in contenders.values():
+        run()
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, run in contenders.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def report(
+    title: str, medians: dict[str, float], per: int, ratios: list[tuple[str, str, str]]
+) -> None:
+    """Print per-step times and the ratios ``(label, numerator, denominator-or-target)``."""
+    print(f"\n{title}  (torch {torch.__version__}, {torch.get_num_threads()} thread(s))")
+    for name, seconds in medians.items():
+        print(f"  {name:<34} {seconds / per * 1e3:8.3f} ms/step")
+    for label, num, den in ratios:
+        print(f"  {label:<34} {medians[num] / medians[den]:8.2f}x")
