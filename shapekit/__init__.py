@@ -7,6 +7,7 @@ torch.Size([4, 2])
 """
 
 from . import nn
+from ._conv import ConvWaveNet, pad_names, to_conv, windows_loop
 from ._data import (
     VOCAB,
     Names,
@@ -21,31 +22,47 @@ from ._data import (
     split_words,
     stoi,
 )
+from ._detect import detect
 from ._errors import DataError, PitfallWarning, ShapeError
+from ._explain import explain
 from ._modes import checks, get_checks, set_checks
+from ._pitfalls import DOCS_URL, RULES
 from ._shaped import shaped
+from ._trace import Row, Trace, print_trace, trace
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DOCS_URL",
+    "RULES",
     "VOCAB",
+    "ConvWaveNet",
     "DataError",
     "Names",
     "PitfallWarning",
+    "Row",
     "ShapeError",
     "Splits",
+    "Trace",
     "build_dataset",
     "checks",
     "decode",
+    "detect",
     "encode",
+    "explain",
     "get_checks",
     "itos",
     "load_names",
     "make_splits",
     "nn",
+    "pad_names",
+    "print_trace",
     "read_names_file",
     "set_checks",
     "shaped",
     "split_words",
     "stoi",
+    "to_conv",
+    "trace",
+    "windows_loop",
 ]

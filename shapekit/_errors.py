@@ -94,6 +94,13 @@ class PitfallWarning(UserWarning):
         super().__init__(message)
         self.rule = rule
 
+    def __reduce__(self):  # keep ``rule`` when pickled or copied (pytest-xdist, multiprocessing)
+        return (_rebuild_warning, (str(self), self.rule))
+
+
+def _rebuild_warning(message: str, rule: str) -> PitfallWarning:
+    return PitfallWarning(message, rule=rule)
+
 
 class DataError(ValueError):
     """A problem with a data file or a checkpoint: says what is wrong, where, and how to fix it.

@@ -28,6 +28,7 @@ KEY_LINES = {
     "04_batchnorm_btc": "running_mean after 1 step: (1, 4, 68)",
     "05_batchnorm_layouts": "torch: running_mean should contain 4 elements not 68",
     "06_batchnorm_one_example": "torch:    Expected more than 1 value per channel when training",
+    "09_finding_bugs": "PitfallWarning [view-transposes]",
 }
 
 

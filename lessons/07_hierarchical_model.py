@@ -1,0 +1,137 @@
+"""The hierarchical model: every layer's shape, a brief training run, and sampled names.
+
+    python lessons/07_hierarchical_model.py           (2,000 steps: seconds)
+    python lessons/07_hierarchical_model.py --full    (the lecture's 200,000 steps)
+
+The lecture's final model reads 8 characters and fuses them two at a time, like a WaveNet: 8
+embeddings become 4 pairs, then 2 pairs of pairs, then 1. This lesson builds it from shapekit.nn,
+follows one batch through every layer and asserts each shape, trains it briefly with the lecture's
+loop, evaluates it and samples names.
+"""
+
+# %% [markdown]
+# # The data
+#
+# `load_names()` finds makemore's names file: a path in `SHAPEKIT_NAMES`, the cache, or a
+# download. On a machine with none of those (offline, fresh) it falls back to the first names
+# that the `names` package ships, and says so: the lesson still runs, but the losses will not be
+# the lecture's.
+
+# %%
+import math
+import sys
+
+import torch
+
+import shapekit
+from shapekit._models import build_model, count_params
+from shapekit._sample import sample
+from shapekit._train import evaluate, train
+
+FULL = "--full" in sys.argv[1:]
+STEPS = 200_000 if FULL else 2_000
+
+names = shapekit.load_names()
+words = names.words
+print(f"data: {len(words):,} names from {names.source}")
+if names.source == "fallback":
+    print("using the offline fallback (the `names` package's first names): the losses below "
+          "will differ from the lecture's")
+splits = shapekit.make_splits(words)  # shuffled with random.seed(42), split 80/10/10
+print(splits)
+assert splits.Xtr.shape[1] == 8 and splits.Xtr.shape[0] == splits.Ytr.shape[0]
+
+# %% [markdown]
+# # The model
+#
+# The last row of the lecture's performance log: 24-dimensional embeddings, 128 hidden units, and
+# three levels of `FlattenConsecutive(2)` -> `Linear` -> `BatchNorm1d` -> `Tanh`. Seeding first
+# makes the initial weights the lecture's.
+
+# %%
+torch.manual_seed(42)
+model = build_model("wavenet")
+print(f"{count_params(model):,} parameters")
+assert count_params(model) == 76_579
+
+# %% [markdown]
+# # Every layer's output shape
+#
+# Feed four examples through the layers one at a time, as the lecture does with `layer.out`.
+# In eval mode and without gradients, so BatchNorm's running statistics and torch's random
+# numbers are left exactly as training will find them.
+
+# %%
+Xb = splits.Xtr[:4]  # (B, 8) with B = 4
+model.eval()
+shapes = [tuple(Xb.shape)]
+with torch.no_grad():
+    x = Xb
+    for i, layer in enumerate(model.layers):
+        x = layer(x)
+        shapes.append(tuple(x.shape))
+        print(f"layers[{i:>2}] {type(layer).__name__:<18} : {tuple(x.shape)}")
+model.train()
+
+B = Xb.shape[0]
+expected = [
+    (B, 8),                                   # the context: 8 character ids
+    (B, 8, 24),                               # Embedding
+    (B, 4, 48), (B, 4, 128), (B, 4, 128), (B, 4, 128),  # pairs of characters
+    (B, 2, 256), (B, 2, 128), (B, 2, 128), (B, 2, 128),  # pairs of pairs
+    (B, 256), (B, 128), (B, 128), (B, 128),   # one group of 8: the time axis is squeezed away
+    (B, 27),                                  # logits for the next character
+]
+assert shapes == expected, shapes
+print(" -> ".join("(B, " + ", ".join(map(str, s[1:])) + ")" for s in shapes[:3]), "-> ... ->",
+      f"(B, {shapes[-1][1]})")
+
+# %% [markdown]
+# Only `FlattenConsecutive` changes the time axis: `Linear` acts on the last axis with the time
+# steps riding along as batch axes (lesson 02), and `BatchNorm1d` normalises each of the 128
+# channels over batch *and* time (lesson 04). At the last level the time axis is 1 and is
+# squeezed, so the final `Linear` sees `(B, 128)`, as in the flat model.
+#
+# # Training, briefly
+#
+# The lecture's loop: a random batch of 32, cross-entropy, SGD with learning rate 0.1, then 0.01
+# for the last quarter. The lecture runs 200,000 steps (`--full`); the default here runs 2,000,
+# enough to see the loss fall well below that of a uniform guess, ln 27 = 3.30.
+
+# %%
+result = train(model, splits, steps=STEPS, progress=FULL)
+first, last = 10 ** result.lossi[0], 10 ** (sum(result.lossi[-100:]) / 100)
+print(f"{result.steps_done:,} steps in {result.seconds:.1f}s ({result.steps_per_second:,.0f} "
+      f"steps/s); batch loss {first:.3f} at step 0, {last:.3f} over the last 100")
+assert abs(first - math.log(27)) < 0.2  # the x0.1 last layer starts near a uniform guess
+assert last < first - 0.5
+
+# %% [markdown]
+# # Evaluation
+#
+# The lecture's `split_loss`: the whole split in one forward pass, in eval mode, so BatchNorm uses
+# its running statistics instead of the statistics of the batch.
+
+# %%
+train_loss = evaluate(model, splits.Xtr, splits.Ytr)
+val_loss = evaluate(model, splits.Xdev, splits.Ydev)
+print(f"train {train_loss:.4f}  val {val_loss:.4f}")
+if FULL and names.source != "fallback":
+    print("the lecture's figures for this model: train 1.7690  val 1.9937")
+assert val_loss < 2.6, val_loss  # down from 3.30 in a few seconds
+assert train_loss < 2.6, train_loss
+
+# %% [markdown]
+# # Sampling
+#
+# Start from eight dots, feed the context `torch.tensor([context])` of shape `(1, 8)` (a batch of
+# one: `[context]`, not `context`), draw the next character from the softmax, shift it in, stop at
+# a dot. Eval mode matters here too: BatchNorm cannot take statistics of a batch of one.
+
+# %%
+samples = sample(model, 10, block_size=8, seed=2147483647)
+for name in samples:
+    print(name)
+assert len(samples) == 10
+assert all(set(name) <= set(shapekit.VOCAB[1:]) for name in samples)
+assert 2 <= sum(map(len, samples)) / len(samples) <= 12  # name-like lengths, not noise

@@ -1,0 +1,414 @@
+"""``detect()``: ``explain()`` plus detectors for *silent* shape bugs, code that runs but almost
+certainly computes the wrong thing.
+
+>>> import warnings, torch
+>>> x = torch.randn(32, 8, 24)  # (B, T, C)
+>>> with warnings.catch_warnings(record=True) as caught, detect():  # shapekit.detect()
+...     warnings.simplefilter("always")
+...     y = x.view(32, 24, 8)  # meant (B, C, T): a view cannot move axes
+>>> print(caught[0].message)  # doctest: +ELLIPSIS
+<doctest ...>:3 x.view(32, 24, 8) expected a view/reshape that merges or splits neighbouring axes, got (32, 8, 24) -> (32, 24, 8): the new sizes are the old axes in another order; ...
+  fix: move axes with transpose/permute: x.transpose(1, 2)
+  docs: https://shapekit.readthedocs.io/en/latest/pitfalls/view-transposes/
+
+Each finding is a :class:`PitfallWarning` (``.rule`` is the rule id, see :data:`RULES`) reported at
+the user's file:line, once per rule and line per block; ``detect(strict=True)`` raises
+:class:`ShapeError` instead. Inside the block a ``torch.overrides.TorchFunctionMode`` sees every
+torch call (the per-op detectors in :mod:`shapekit._detectors`), global module forward hooks watch
+``torch.nn.BatchNorm1d`` inputs and every module's buffers and parameters, and
+``torch.nn.Module.__setattr__`` watches buffers being replaced. All of it is removed on exit.
+Shape errors torch raises inside the block are explained as in ``explain()``, with the failing call
+recorded exactly by the function mode.
+"""  # noqa: E501 (doctest output: the exact message lines)
+
+from __future__ import annotations
+
+import ast
+import os
+import sys
+import threading
+import warnings
+import weakref
+from contextlib import ContextDecorator
+from types import FrameType
+from typing import Any
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+from . import _detectors
+from ._detectors import CHECKS
+from ._errors import PitfallWarning, ShapeError
+from ._explain import explain_error
+from ._frames import expression, is_user_file, op_text, user_frame, where
+from ._operands import MISSING, evaluate
+from ._pitfalls import docs_url, strip_leading_ones
+from ._shaped import shape_text
+
+__all__ = ["detect"]
+
+_TORCH = os.path.dirname(os.path.realpath(torch.__file__)) + os.sep
+_TORCH_MODULES = os.path.join(_TORCH, "nn", "modules") + os.sep
+# Frames between a torch call and the code that made it: ours, and torch's dispatch machinery.
+_MACHINERY = frozenset({
+    os.path.realpath(__file__), os.path.realpath(_detectors.__file__),
+    os.path.join(_TORCH, "overrides.py"), os.path.join(_TORCH, "_tensor.py"),
+})
+_local = threading.local()  # .state: the innermost active detect() block of this thread
+
+
+class _State:
+    """One detect() block: its settings, what it reported, and what the detectors remember."""
+
+    def __init__(self, strict: bool) -> None:
+        self.strict = strict
+        self.seen: set[tuple[str, str]] = set()
+        self.findings: list[PitfallWarning] = []
+        # Tensors whose axes were arranged on purpose: x[:, None], keepdim, a conv's (N, C, L).
+        self.explicit: dict[int, weakref.ref] = {}
+        self.reduced: dict[int, tuple[weakref.ref, weakref.ref, tuple[int, ...]]] = {}
+        self.pending: dict[int, dict[str, torch.Size]] = {}  # module -> shapes before forward
+        self.assigned: set[tuple[int, str]] = set()  # buffers already reported at an assignment
+        self.func: Any = None  # the torch call being checked
+
+    # -- what the detectors remember ----------------------------------------------------------
+
+    def mark_explicit(self, tensor: torch.Tensor) -> None:
+        key = id(tensor)
+        self.explicit[key] = weakref.ref(tensor, lambda _, d=self.explicit, k=key: d.pop(k, None))
+
+    def is_explicit(self, tensor: torch.Tensor) -> bool:
+        ref = self.explicit.get(id(tensor))
+        return ref is not None and ref() is tensor
+
+    def remember_reduction(self, result: torch.Tensor, source: torch.Tensor,
+                           dims: tuple[int, ...]) -> None:
+        key = id(result)
+        self.reduced[key] = (
+            weakref.ref(result, lambda _, d=self.reduced, k=key: d.pop(k, None)),
+            weakref.ref(source),
+            dims,
+        )
+
+    def reduction_of(self, result: torch.Tensor, source: torch.Tensor) -> tuple[int, ...] | None:
+        entry = self.reduced.get(id(result))
+        if entry is None or entry[0]() is not result or entry[1]() is not source:
+            return None
+        return entry[2]
+
+    # -- reporting ----------------------------------------------------------------------------
+
+    def report(self, rule: str, build: _detectors.Build, *, method: bool,
+               reverse: bool = False) -> None:
+        """Report a finding of a per-op detector at the line of user code that made the call."""
+        frame = _op_caller(self.func)
+        if frame is not None:
+            self.emit(rule, build, frame, method=method, reverse=reverse)
+
+    def emit(self, rule: str, build: _detectors.Build, frame: FrameType, *, method: bool = False,
+             reverse: bool = False, module: torch.nn.Module | None = None) -> None:
+        """Warn (or raise, when strict) once per rule and line: where, what, why, the fix, docs."""
+        location = where(frame)
+        if (rule, location) in self.seen:
+            return
+        self.seen.add((rule, location))
+        text, node = expression(frame)
+        names, callee = _names(node, frame, method=method, module=module)
+        if reverse:
+            names[:2] = names[1::-1]
+        expected, got, note, fix = build(names, callee)
+        error = ShapeError(expected=expected, got=got, note=note, where=f"{location} "
+                           f"{op_text(text, node)}".strip(), fix=f"{fix}\n  docs: {docs_url(rule)}")
+        if self.strict:
+            error.rule = rule  # type: ignore[attr-defined]  # the pytest plugin names the rule
+            raise error
+        warning = PitfallWarning(str(error), rule=rule)
+        self.findings.append(warning)
+        warnings.warn_explicit(
+            warning, PitfallWarning, frame.f_code.co_filename, frame.f_lineno,
+            module=frame.f_globals.get("__name__", "<unknown>"),
+            registry=frame.f_globals.setdefault("__warningregistry__", {}),
+            module_globals=frame.f_globals,
+        )
+
+
+def _op_caller(func: Any) -> FrameType | None:
+    """The user frame that made the torch call ``func``; None when torch's own internals, einops or
+    shapekit made it (their ops are not the user's bugs)."""
+    frame = sys._getframe(2)
+    code = getattr(func, "__code__", None)
+    while frame is not None and (
+        frame.f_code.co_filename in _MACHINERY or frame.f_code is code
+    ):
+        frame = frame.f_back
+    if getattr(func, "__module__", None) == "torch.nn.functional":
+        # nn.Softmax, nn.CrossEntropyLoss ... call F.* on the user's behalf
+        while frame is not None and frame.f_code.co_filename.startswith(_TORCH_MODULES):
+            frame = frame.f_back
+    if frame is None or not is_user_file(frame.f_code.co_filename):
+        return None
+    return frame
+
+
+def _names(node: ast.expr | None, frame: FrameType, *, method: bool,
+           module: torch.nn.Module | None) -> tuple[list[str], str]:
+    """The operands as the user wrote them (``["logits", "Yb"]``) and the called function's text."""
+    names: list[str] = []
+    callee = ""
+    if isinstance(node, ast.BinOp):
+        names = [ast.unparse(node.left), ast.unparse(node.right)]
+    elif isinstance(node, ast.Compare):
+        names = [ast.unparse(node.left), ast.unparse(node.comparators[0])]
+    elif isinstance(node, ast.Subscript):
+        names = [ast.unparse(node.value), ast.unparse(node.slice)]
+    elif isinstance(node, ast.Call):
+        callee = ast.unparse(node.func)
+        names = [ast.unparse(a) for a in node.args] + [ast.unparse(k.value) for k in node.keywords]
+        if method and isinstance(node.func, ast.Attribute):
+            names.insert(0, ast.unparse(node.func.value))
+            callee = ""
+        if module is not None and _called(node.func, frame) is not module:
+            names, callee = [], ""  # the module was called from inside another one
+    return names + ["x", "y"][len(names):], callee
+
+
+def _called(func: ast.expr, frame: FrameType) -> Any:
+    try:
+        with torch._C.DisableTorchFunction():
+            return evaluate(func, frame.f_locals, frame.f_globals)
+    except Exception:
+        return MISSING
+
+
+class _Mode(TorchFunctionMode):
+    """Sees every torch call in the block: runs it, then the detectors registered for it."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if kwargs is None:
+            kwargs = {}
+        try:
+            out = func(*args, **kwargs)
+        except Exception as err:
+            if getattr(err, "_shapekit_call", None) is None:
+                err._shapekit_call = (func, args, kwargs)  # for explain_error: the exact operands
+            raise
+        state = getattr(_local, "state", None)
+        if state is None:  # a thread that inherited the mode (autograd); its block is elsewhere
+            return out
+        if state.explicit and isinstance(out, torch.Tensor):
+            # x[:, None].float(), x[:, None] * 2: still the column made on purpose
+            for arg in args[:2]:
+                if isinstance(arg, torch.Tensor) and arg.shape == out.shape and (
+                    state.is_explicit(arg)
+                ):
+                    state.mark_explicit(out)
+                    break
+        checks = CHECKS.get(func)
+        if checks is not None:
+            state.func = func
+            for check in checks:
+                try:
+                    check(state, func, args, kwargs, out)
+                except (ShapeError, PitfallWarning):  # a finding: strict, or warnings as errors
+                    raise
+                except Exception as bug:  # a detector must never break the user's code
+                    warnings.warn(f"shapekit.detect(): {check.__name__} failed on "
+                                  f"{getattr(func, '__name__', func)}: {bug!r} (please report it)",
+                                  RuntimeWarning, stacklevel=2)
+        return out
+
+
+# --- module hooks and buffer assignments ------------------------------------------------------
+
+
+def _registered(module: torch.nn.Module, name: str) -> torch.Tensor | None:
+    for store in ("_parameters", "_buffers"):
+        table = module.__dict__.get(store)
+        if table is not None and name in table:
+            return table[name]
+    return None
+
+
+def _buffer_build(module: torch.nn.Module, name: str, old: torch.Size,
+                  new: torch.Size) -> _detectors.Build:
+    kind = "buffer" if name in module.__dict__.get("_buffers", {}) else "parameter"
+
+    def build(names: list[str], callee: str) -> tuple[str, str, str, str]:
+        return (
+            f"{type(module).__name__}.{name} (a registered {kind}) to keep its shape "
+            f"{shape_text(old)}",
+            f"{shape_text(new)} after a forward",
+            "its shape now follows the input's; training goes on without an error, but it no "
+            "longer holds one value per feature",
+            "compute statistics over every axis but the features (x.mean((0, 1)) for (B, T, C) "
+            "input, x.mean(0) for (B, C)); updating in place (buf.mul_(1 - m).add_(m * new)) "
+            "makes a wrong shape raise",
+        )
+
+    return build
+
+
+def _pre_hook(module: torch.nn.Module, args: tuple) -> None:
+    state = getattr(_local, "state", None)
+    if state is None:
+        return
+    params, buffers = module._parameters, module._buffers
+    if params or buffers:
+        state.pending[id(module)] = {
+            name: t.shape for table in (params, buffers) for name, t in table.items()
+            if t is not None
+        }
+    if isinstance(module, torch.nn.BatchNorm1d) and args and isinstance(args[0], torch.Tensor):
+        _check_batchnorm(state, module, args[0])
+
+
+def _post_hook(module: torch.nn.Module, args: tuple, output: Any) -> None:
+    state = getattr(_local, "state", None)
+    before = state.pending.pop(id(module), None) if state is not None else None
+    if not before:
+        return
+    for name, old in before.items():
+        now = _registered(module, name)
+        if now is None or (id(module), name) in state.assigned:
+            continue
+        if strip_leading_ones(tuple(now.shape)) != strip_leading_ones(tuple(old)):
+            frame = user_frame(sys._getframe(1))
+            if frame is not None:
+                state.emit("buffer-shape-change", _buffer_build(module, name, old, now.shape),
+                           frame, module=module)
+
+
+def _check_batchnorm(state: _State, module: torch.nn.BatchNorm1d, x: torch.Tensor) -> None:
+    c = module.num_features
+    if x.ndim != 3 or x.shape[-1] != c:
+        return
+    transposed = x.stride(1) == 1 and x.stride(2) != 1  # (N, C, L) made from (N, L, C)
+    if x.shape[1] == c and (transposed or state.is_explicit(x)):
+        return  # channels on axis 1 on purpose (a transpose, a convolution): the documented layout
+    frame = user_frame(sys._getframe(2))
+    if frame is None:
+        return
+    shape = x.shape
+
+    def build(names: list[str], callee: str) -> tuple[str, str, str, str]:
+        xn = names[0]
+        if shape[1] == c:
+            note = (f"the last axis is {c} = num_features too; if {xn} is (batch, length, "
+                    f"channels), torch normalises over the wrong axis and nothing fails")
+        else:
+            note = f"the {c} channels are on the last axis (channels-last)"
+        call = f"{callee}({xn}.transpose(1, 2)).transpose(1, 2)" if callee else (
+            "transpose(1, 2) before and after the layer")
+        return (
+            f"(N, {c}) or (N, {c}, L): torch's BatchNorm1d normalises axis 1",
+            f"{xn}: {shape_text(shape)}",
+            note,
+            f"pass it transposed and transpose back: {call}; or use shapekit.nn.BatchNorm1d({c}), "
+            "which is channels-last",
+        )
+
+    state.emit("batchnorm-channels-last", build, frame, module=module)
+
+
+_ORIGINAL_SETATTR = torch.nn.Module.__setattr__
+
+
+def _setattr(self: torch.nn.Module, name: str, value: Any) -> None:
+    state = getattr(_local, "state", None)
+    if state is not None and isinstance(value, torch.Tensor):
+        old = _registered(self, name)
+        if old is not None and strip_leading_ones(tuple(old.shape)) != strip_leading_ones(
+            tuple(value.shape)
+        ):
+            frame = sys._getframe(1)
+            if is_user_file(frame.f_code.co_filename):
+                state.assigned.add((id(self), name))
+                state.emit("buffer-shape-change", _buffer_build(self, name, old.shape, value.shape),
+                           frame)
+    _ORIGINAL_SETATTR(self, name, value)
+
+
+class _Hooks:
+    """The global hooks, installed while any thread is inside a detect() block."""
+
+    lock = threading.Lock()
+    users = 0
+    handles: tuple = ()
+
+    @classmethod
+    def install(cls) -> None:
+        with cls.lock:
+            if cls.users == 0:
+                register = torch.nn.modules.module
+                cls.handles = (register.register_module_forward_pre_hook(_pre_hook),
+                               register.register_module_forward_hook(_post_hook))
+                torch.nn.Module.__setattr__ = _setattr
+            cls.users += 1
+
+    @classmethod
+    def remove(cls) -> None:
+        with cls.lock:
+            cls.users -= 1
+            if cls.users == 0:
+                for handle in cls.handles:
+                    handle.remove()
+                if torch.nn.Module.__setattr__ is _setattr:
+                    torch.nn.Module.__setattr__ = _ORIGINAL_SETATTR
+
+
+class detect(ContextDecorator):
+    """Warn about silent shape bugs inside the block (or the decorated function), and explain
+    torch's shape errors as ``explain()`` does.
+
+    Each finding warns :class:`PitfallWarning` at the user's line, with the rule id, the shapes,
+    why it is suspicious, the fix and the rule's docs page; ``strict=True`` raises
+    :class:`ShapeError` instead. ``findings`` lists the warnings of the block once it ends.
+
+    >>> import torch, torch.nn.functional as F
+    >>> logits = torch.randn(32, 27)
+    >>> with detect(strict=True):  # doctest: +ELLIPSIS
+    ...     probs = F.softmax(logits, dim=0)
+    Traceback (most recent call last):
+    ...
+    shapekit._errors.ShapeError: <doctest ...>:2 F.softmax(logits, dim=0) expected a softmax over the class axis (the last), got dim=0 on logits: (32, 27): each column then sums to 1 across the 32 rows of the batch, not each row across its 27 classes
+      fix: pass dim=-1 (the classes)
+      docs: https://shapekit.readthedocs.io/en/latest/pitfalls/softmax-dim0/
+    """  # noqa: E501 (doctest output: the exact message lines)
+
+    def __init__(self, strict: bool = False) -> None:
+        if not isinstance(strict, bool):
+            raise TypeError(f"detect(strict={strict!r}): strict must be True or False")
+        self.strict = strict
+        self.findings: list[PitfallWarning] = []
+        self._state: _State | None = None
+
+    def _recreate_cm(self) -> detect:
+        return type(self)(strict=self.strict)  # a decorated function gets a fresh block per call
+
+    def __enter__(self) -> detect:
+        if self._state is not None:
+            raise RuntimeError("this detect() block is already running; fix: use a new detect() "
+                               "for each with statement")
+        self._state = _State(self.strict)
+        self._previous = getattr(_local, "state", None)
+        _local.state = self._state
+        self._mode = None
+        if self._previous is None:  # nested blocks share the outer block's mode and hooks
+            _Hooks.install()
+            self._mode = _Mode()
+            self._mode.__enter__()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if self._mode is not None:
+            self._mode.__exit__(None, None, None)
+            _Hooks.remove()
+        state, self._state = self._state, None
+        _local.state = self._previous
+        self.findings = state.findings
+        if exc is not None:
+            error = explain_error(exc)
+            if error is not None:
+                raise error from exc
+        return False
+
