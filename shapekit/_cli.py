@@ -14,6 +14,10 @@ from collections.abc import Sequence
 # name -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
     "lessons": ("shapekit._lessons", "list and run the lesson scripts"),
+    "train": ("shapekit._cmd_train", "train a row of the lecture's performance log"),
+    "sample": ("shapekit._cmd_sample", "print names sampled from a trained run"),
+    "reproduce": ("shapekit._cmd_reproduce", "train all five rows and write the results table"),
+    "trace": ("shapekit._cmd_trace", "print the per-layer shape table of the lecture's models"),
 }
 
 
@@ -41,10 +45,10 @@ def _version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``shapekit`` console script; returns the exit status.
 
-    >>> main(["lessons", "--list", "--dir", "does-not-exist"])
+    >>> main(["lessons", "--list", "--dir", "does-not-exist"])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    SystemExit: shapekit lessons: no lessons directory at does-not-exist; fix: pass --dir pointing at a shapekit checkout's lessons/ folder
+    SystemExit: shapekit lessons: no lessons directory at does-not-exist; fix: pass --dir ...
     """
     parser = build_parser()
     args = parser.parse_args(argv)

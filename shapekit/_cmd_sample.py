@@ -1,0 +1,74 @@
+"""``shapekit sample``: print names sampled from a run that ``shapekit train`` wrote.
+
+    shapekit sample --checkpoint runs/wavenet-20250101-120000 -n 20 --seed 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ._argtypes import positive_int
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, metavar="DIR",
+                        help="a run directory written by 'shapekit train'")
+    parser.add_argument("-n", type=positive_int, default=20, metavar="N",
+                        help="how many names (20)")
+    parser.add_argument("--seed", type=int, help="seed the sampler, for repeatable names")
+    parser.add_argument("--threads", type=positive_int, default=1,
+                        help="torch threads (1: one name at a time is far too small to share)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ._errors import DataError
+
+    torch.set_num_threads(args.threads)
+    try:
+        model, config = load_run(Path(args.checkpoint))
+    except DataError as e:
+        print(f"shapekit sample: {e}", file=sys.stderr)
+        return 2
+    from ._sample import sample
+
+    for name in sample(model, args.n, block_size=config["block_size"], seed=args.seed):
+        print(name)
+    return 0
+
+
+def load_run(run_dir: Path):
+    """The trained model of ``run_dir`` (built from its config, weights loaded, eval mode) and its
+    config; ``DataError`` naming the file and the fix when anything is missing or does not fit."""
+    from ._checkpoint import (
+        CHECKPOINT,
+        CONFIG,
+        check_model_name,
+        load_checkpoint,
+        load_state_into,
+        read_json,
+    )
+    from ._errors import DataError
+    from ._models import resolve_row
+    from ._run import model_for
+
+    if not run_dir.is_dir():
+        raise DataError(
+            f"{run_dir}: no such directory; expected a run directory written by 'shapekit train' "
+            f"(with {CONFIG} and {CHECKPOINT}); fix: train one with 'shapekit train --out "
+            f"{run_dir}', or pass the directory it printed"
+        )
+    config = read_json(run_dir / CONFIG, "config")
+    try:
+        spec = resolve_row(config.get("model"))
+    except ValueError as e:
+        raise DataError(f"{run_dir / CONFIG}: {e}") from None
+    ckpt = load_checkpoint(run_dir)
+    check_model_name(ckpt, spec.name, run_dir)
+    model = model_for(spec)
+    load_state_into(model, ckpt.state, run_dir / CHECKPOINT)
+    model.eval()
+    return model, config

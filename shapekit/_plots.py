@@ -1,0 +1,53 @@
+"""Loss curves as the lecture plots them: the mean log10 loss of each 1,000 steps."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+
+from ._checkpoint import atomic_write
+
+__all__ = ["plot_curves", "smooth"]
+
+
+def smooth(lossi: Sequence[float], every: int = 1000) -> tuple[list[int], list[float]]:
+    """``torch.tensor(lossi).view(-1, every).mean(1)`` as in the lecture, for any length: the mean
+    of each full group of ``every`` steps (a run shorter than 20 groups uses smaller groups), with
+    the step at each group's end.
+
+    >>> steps, means = smooth([1.0, 3.0] * 20, every=2)  # 20 groups of 2 steps
+    >>> steps[:3], set(means)
+    ([2, 4, 6], {2.0})
+    >>> smooth([1.0, 3.0, 2.0], every=1000)  # a short run: groups shrink, here to 1 step
+    ([1, 2, 3], [1.0, 3.0, 2.0])
+    """
+    every = max(1, min(every, len(lossi) // 20)) if len(lossi) < 20 * every else every
+    n = len(lossi) // every
+    if n == 0:
+        return [], []
+    means = torch.tensor(lossi[: n * every]).view(n, every).mean(1)  # (n,)
+    return [every * (i + 1) for i in range(n)], means.tolist()
+
+
+def plot_curves(curves: Mapping[str, Sequence[float]], path: Path, title: str) -> None:
+    """Plot one smoothed log10-loss curve per entry of ``curves`` into a PNG, atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, lossi in curves.items():
+        steps, means = smooth(lossi)
+        ax.plot(steps, means, label=name, linewidth=1.2)
+    ax.set_xlabel("step")
+    ax.set_ylabel("log10 loss (mean per group of steps)")
+    ax.set_title(title)
+    if len(curves) > 1:
+        ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
