@@ -24,6 +24,7 @@ import re
 import sys
 import tempfile
 import urllib.request
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,16 +210,17 @@ def build_dataset(words: Iterable[str], block_size: int = 8) -> tuple[Tensor, Te
             f"build_dataset expected block_size: an int >= 1 (characters of context), got"
             f" {block_size!r}; fix: pass e.g. block_size=8 as in the lecture"
         )
-    X, Y = [], []
+    # The lecture appends each context list to X; a flat int64 array holds the same numbers in a
+    # fraction of the memory (a list of 228,000 small lists costs ~30 MB on the way to a tensor).
+    X, Y = array("q"), []
     for w in words:
         context = [0] * block_size  # start with a full context of '.'
         for ix in encode(w + "."):
-            X.append(context)
+            X.extend(context)
             Y.append(ix)
             context = context[1:] + [ix]  # crop and append, as in the lecture  # noqa: RUF005
-    X = torch.tensor(X, dtype=torch.long).view(-1, block_size)  # (N, block_size), also when N == 0
-    Y = torch.tensor(Y, dtype=torch.long)  # (N,)
-    return X, Y
+    flat = torch.frombuffer(X, dtype=torch.long).clone() if X else torch.zeros(0, dtype=torch.long)
+    return flat.view(-1, block_size), torch.tensor(Y, dtype=torch.long)  # (N, block_size), (N,)
 
 
 def split_words(words: Sequence[str], seed: int = 42) -> tuple[list[str], list[str], list[str]]:
