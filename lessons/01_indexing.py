@@ -62,7 +62,8 @@ assert logits.shape == (32, 27)
 # %% [markdown]
 # Now feed it `Xtr[7]`. The embedding happily reads `(8,)` as a batch of 8 with no time axis and
 # returns `(8, 24)`; the first layer that needs a time axis, `FlattenConsecutive`, is where the
-# missing axis shows. A plain torch model would fail deep inside a matmul, or worse, run.
+# missing axis shows, and the message traces it back to the model input `(8,)`. A plain torch
+# model would fail deep inside a matmul, or worse, run.
 
 # %%
 try:
@@ -74,7 +75,8 @@ except shapekit.ShapeError as err:
 assert "layers[1] FlattenConsecutive" in message
 assert "got (8, 24)" in message
 assert "the batch axis is missing" in message
-assert "Xtr[[7]] or Xtr[7:8], not Xtr[7]" in message
+assert "the model input (8,) has no batch axis" in message
+assert "Xtr[[7]] or Xtr[7:8] (a batch of one), not Xtr[7]" in message
 
 # %% [markdown]
 # ## A batch of one in training mode

@@ -18,7 +18,7 @@ every layer up to the failing one, then the failing layer with its inputs and th
 total params: 6,470 | input (32, 3) -> failed in layers[1] Linear
 error: ShapeError: layers[1] Linear expected x: (batch, *time, 30 = fan_in), got (32, 3, 10)
   bound so far: batch=32 time=3 (from layers[0] Embedding output)
-  fix: the layer before produces 10 features; build Linear(10, ...) or change Embedding...
+  fix: the time axis is not flattened: put FlattenConsecutive(3) before this Linear, turning...
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from shapekit._checkpoint import load_checkpoint, load_state_into, read_json
 from shapekit._data import Names, load_names, make_splits
 from shapekit._models import build_model, resolve_row
-from shapekit._run import make_config, run_training
+from shapekit._run import EVAL_CHUNK, make_config, run_training
 from shapekit._train import default_decay_at, evaluate, lr_at, train
 
 STEPS = 300
@@ -148,5 +148,6 @@ def test_checkpoint_is_plain_safetensors_loadable_into_a_fresh_model(tmp_path, f
     model = build_model("wavenet")
     load_state_into(model, ckpt.state, tmp_path / "model.safetensors")
     splits = make_splits(names.words, 8)
-    assert evaluate(model, splits.Xdev, splits.Ydev, chunk=4096) == outcome.metrics["val_loss"]
+    val = evaluate(model, splits.Xdev, splits.Ydev, chunk=EVAL_CHUNK)
+    assert val == outcome.metrics["val_loss"]
     assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
