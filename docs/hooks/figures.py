@@ -1,0 +1,283 @@
+"""The pictures the site draws itself, from real shapekit structures and runs.
+
+    python docs/hooks/figures.py OUT_DIR      write every figure as a PNG into OUT_DIR
+
+The docs build calls these at build time (``docs/hooks/site.py``); nothing here is committed as an
+image. Each picture is computed, not drawn by hand:
+
+- ``wavenet_tree``: the hierarchical model as a tree of dilated causal convolutions, read from a
+  built ``shapekit.nn.Sequential`` (its FlattenConsecutive blocks and their n, the Linear layers'
+  sizes) and the shapes one real forward pass produces;
+- ``batchnorm_axes``: which input values one channel's statistics are taken over, found by asking
+  autograd which inputs one output of a real BatchNorm layer depends on;
+- ``shape_table``: the per-layer shapes of one forward pass, as a markdown table.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import torch
+
+from shapekit import nn
+
+# A context from the names data set: ".isabell" is followed by "a".
+CONTEXT = ".isabell"
+
+
+def lecture_model(name: str = "wavenet") -> nn.Sequential:
+    """The lecture's model ``name`` (``shapekit._models.build_model``), seeded as in the lecture."""
+    from shapekit._models import build_model
+
+    torch.manual_seed(42)
+    return build_model(name)
+
+
+def png_bytes(fig: plt.Figure) -> bytes:
+    """The figure as PNG bytes; the figure is closed."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def layer_shapes(
+    model: torch.nn.Module, x: torch.Tensor
+) -> list[tuple[str, torch.nn.Module, tuple]]:
+    """``(name, layer, output shape)`` of each direct child of ``model``, one forward of ``x``."""
+    rows: list[tuple[str, torch.nn.Module, tuple]] = []
+    hooks = [
+        child.register_forward_hook(
+            lambda mod, args, out, name=name: rows.append((name, mod, tuple(out.shape)))
+        )
+        for name, child in model.named_children()
+    ]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return rows
+
+
+@dataclass
+class Level:
+    """One FlattenConsecutive(n) block and the layers up to the next one."""
+
+    n: int
+    layers: list[str] = field(default_factory=list)
+    shape: tuple = ()
+
+
+@dataclass
+class Hierarchy:
+    block_size: int
+    embedding: str
+    embedding_shape: tuple
+    levels: list[Level]
+    head: str
+    head_shape: tuple
+
+
+def read_hierarchy(model: nn.Sequential) -> Hierarchy:
+    """Walk a built hierarchical ``Sequential``: its embedding, FlattenConsecutive levels and head.
+
+    The block size is the product of the levels' n; the shapes come from one forward pass of a
+    batch of 4 contexts in eval mode.
+    """
+    layers = list(model.layers)
+    flattens = [layer for layer in layers if isinstance(layer, nn.FlattenConsecutive)]
+    if not isinstance(layers[0], nn.Embedding) or not flattens:
+        raise ValueError(
+            "read_hierarchy expected a Sequential that starts with an Embedding and has "
+            f"FlattenConsecutive layers, got {[type(layer).__name__ for layer in layers]}"
+        )
+    block_size = math.prod(layer.n for layer in flattens)
+    model.eval()
+    shapes = layer_shapes(model, torch.zeros(4, block_size, dtype=torch.long))
+    levels: list[Level] = []
+    for (_, layer, shape) in shapes[1:-1]:
+        if isinstance(layer, nn.FlattenConsecutive):
+            levels.append(Level(layer.n))
+        else:
+            levels[-1].layers.append(_describe(layer))
+            levels[-1].shape = shape
+    embedding = shapes[0]
+    head = shapes[-1]
+    return Hierarchy(block_size, _describe(embedding[1]), embedding[2], levels,
+                     _describe(head[1]), head[2])
+
+
+def _describe(layer: torch.nn.Module) -> str:
+    if isinstance(layer, nn.Linear):
+        return f"Linear({layer.fan_in}, {layer.fan_out})"
+    if isinstance(layer, nn.Embedding):
+        vocab, dim = layer.weight.shape
+        return f"Embedding({vocab}, {dim})"
+    if isinstance(layer, nn.BatchNorm1d):
+        return f"BatchNorm1d({layer.gamma.shape[0]})"
+    return type(layer).__name__
+
+
+def _shape(shape: tuple) -> str:
+    return "(B, " + ", ".join(str(s) for s in shape[1:]) + ")"
+
+
+def wavenet_tree(model: nn.Sequential, context: str = CONTEXT) -> plt.Figure:
+    """Draw ``model`` as WaveNet's tree of dilated causal convolutions.
+
+    Inputs at the bottom, one per time step; each level fuses n neighbours of the level below
+    (dilation = the product of the n below it); faint dots are the positions a convolution over
+    every time step would also compute (lesson 08); the output at the top.
+    """
+    tree = read_hierarchy(model)
+    T = tree.block_size
+    context = (context * T)[-T:] if len(context) < T else context[-T:]
+    n_levels = len(tree.levels)
+    fig, ax = plt.subplots(figsize=(11, 1.6 * (n_levels + 2)))
+    ax.set_xlim(-1.2, T + 7.5)
+    ax.set_ylim(-1.1, n_levels + 1.7)
+    ax.axis("off")
+
+    ink, faint, accent = "#263238", "#cfd8dc", "#3f51b5"
+    positions = list(range(T))  # x of each node of the current level: its last (newest) input
+    for t, char in enumerate(context):
+        ax.add_patch(plt.Rectangle((t - 0.32, -0.32), 0.64, 0.64, fc="#fff8e1", ec=ink, lw=1.2))
+        ax.text(t, 0, char, ha="center", va="center", fontsize=15, family="monospace")
+    ax.text(T - 0.2, 0, f"{tree.embedding} → {_shape(tree.embedding_shape)}\n"
+            f"{T} input characters", va="center", fontsize=9.5, color=ink)
+
+    dilation = 1
+    for k, level in enumerate(tree.levels, 1):
+        for t in range(T):
+            ax.plot(t, k, "o", ms=7, color=faint, zorder=1)
+        parents = []
+        for j in range(len(positions) // level.n):
+            children = positions[j * level.n:(j + 1) * level.n]
+            x = children[-1]  # causal: the node sits at its newest input
+            for c in children:
+                ax.plot([c, x], [k - 1 + (0.32 if k == 1 else 0.1), k - 0.1], color=accent,
+                        lw=1.6, zorder=2)
+            ax.plot(x, k, "o", ms=11, color=accent, zorder=3)
+            parents.append(x)
+        positions = parents
+        ax.text(T - 0.2, k, f"FlattenConsecutive({level.n}) → " + " → ".join(level.layers)
+                + f"\ndilation {dilation} · {_shape(level.shape)}", va="center", fontsize=9.5,
+                color=ink)
+        dilation *= level.n
+
+    top = n_levels + 1
+    ax.plot([positions[-1], positions[-1]], [n_levels + 0.1, top - 0.25], color=accent, lw=1.6)
+    ax.add_patch(plt.Rectangle((positions[-1] - 0.45, top - 0.25), 0.9, 0.5, fc="#e8eaf6",
+                               ec=accent, lw=1.4))
+    ax.text(positions[-1], top, "27", ha="center", va="center", fontsize=10, color=accent)
+    ax.text(T - 0.2, top, f"{tree.head} → logits {_shape(tree.head_shape)}\n"
+            "the next character", va="center", fontsize=9.5, color=ink)
+    ax.set_title(f"The hierarchical model: {n_levels} levels of FlattenConsecutive over a block of "
+                 f"{T} characters", fontsize=12)
+    return fig
+
+
+def reduced_mask(layer: torch.nn.Module, shape: tuple, index: tuple) -> torch.Tensor:
+    """Which input values the output at ``index`` depends on: the values its statistics used.
+
+    A BatchNorm output depends on its own input and, through the batch mean and variance, on every
+    other value its channel's statistics are taken over; autograd finds exactly those.
+    """
+    torch.manual_seed(0)
+    x = torch.randn(shape, requires_grad=True)
+    layer.train()
+    layer(x)[index].backward()
+    return x.grad != 0
+
+
+def _voxels(ax, mask: torch.Tensor, title: str, labels: tuple[str, ...], note: str) -> None:
+    """Draw a 2-D or 3-D tensor as boxes, the values in ``mask`` highlighted.
+
+    Axis 0 (the batch) goes into the page, axis 1 down the rows, axis 2 across the columns.
+    """
+    if mask.ndim == 2:
+        mask = mask[:, :, None].transpose(1, 2)  # (B, 1, C): one row of C columns per example
+    depth, rows, cols = mask.shape
+    # voxels index [x, y, z]: columns across, the batch into the page, rows upwards (flipped so
+    # that row 0 is on top). Two calls, so each set draws its own faces where the two meet.
+    grid = mask.permute(2, 0, 1).flip(2).numpy()
+    ax.voxels(~grid, facecolors=(0.80, 0.85, 0.89, 0.25), edgecolor=(0.3, 0.3, 0.3, 0.35),
+              linewidth=0.5)
+    ax.voxels(grid, facecolors=(1.0, 0.6, 0.0, 0.9), edgecolor=(0.45, 0.25, 0.0, 0.8),
+              linewidth=0.6)
+    ax.set_box_aspect((cols, depth, rows))
+    ax.set_axis_off()
+    ax.view_init(elev=22, azim=-62)
+    ax.text(cols / 2, 0, -0.7, labels[-1] + " →", ha="center", va="top", fontsize=11)
+    if len(labels) == 3:
+        ax.text(-0.4, 0, rows / 2, labels[1] + " ↓", ha="right", va="center", fontsize=11)
+    ax.text(cols + 0.3, depth / 2, -0.3, labels[0] + " ↗", ha="left", fontsize=11)
+    ax.set_title(title, fontsize=11)
+    ax.text2D(0.5, -0.1, note, transform=ax.transAxes, ha="center", va="top", fontsize=9.5)
+
+
+def batchnorm_axes() -> plt.Figure:
+    """Four real BatchNorm calls; in each, the values one channel's statistics average over."""
+    B, C, L = 4, 5, 3
+    c = 1
+    panels = [
+        (nn.BatchNorm1d(C), (B, C), (0, c), "shapekit / torch: (B, C)", ("B", "C"),
+         "mean over B: one statistic per channel"),
+        (torch.nn.BatchNorm1d(C), (B, C, L), (0, c, 0), "torch.nn.BatchNorm1d: (B, C, L)",
+         ("B", "C", "L"), "mean over B and L (axes 0, 2)"),
+        (nn.BatchNorm1d(C), (B, L, C), (0, 0, c), "shapekit.nn.BatchNorm1d: (B, L, C)",
+         ("B", "L", "C"), "mean over B and L (axes 0, 1)"),
+        (torch.nn.BatchNorm1d(4), (B, 4, 4), (0, c, 0), "torch given (B, L, C), L == C: wrong",
+         ("B", "L", "C"), "silently averages over B and C, per time step"),
+    ]
+    fig = plt.figure(figsize=(14, 4.4))
+    for i, (layer, shape, index, title, labels, note) in enumerate(panels, 1):
+        ax = fig.add_subplot(1, 4, i, projection="3d")
+        _voxels(ax, reduced_mask(layer, shape, index), title, labels, note)
+    fig.suptitle("Which values BatchNorm averages for one channel (orange), "
+                 "found with autograd from the real layers", fontsize=12)
+    fig.subplots_adjust(wspace=0.05, left=0.01, right=0.99, top=0.86, bottom=0.12)
+    return fig
+
+
+def shape_table(model: torch.nn.Module, x: torch.Tensor) -> str:
+    """A markdown table of one forward pass: ``shapekit.trace(...).to_markdown()`` when shapekit
+    has a trace (``shapekit/_trace.py``); otherwise each direct child's output shape and params."""
+    try:
+        from shapekit._trace import trace
+    except ImportError:
+        trace = None
+    if trace is not None:
+        return trace(model, x).to_markdown()
+    lines = ["| layer | type | output shape | params |", "|---|---|---|---:|",
+             f"| input | | `{tuple(x.shape)}` | |"]
+    for name, layer, shape in layer_shapes(model, x):
+        params = sum(p.numel() for p in layer.parameters())
+        lines.append(f"| `layers[{name}]` | `{_describe(layer)}` | `{shape}` | {params:,} |")
+    return "\n".join(lines)
+
+
+def all_figures() -> dict[str, bytes]:
+    """Every picture, as ``{file name: PNG bytes}``."""
+    return {
+        "wavenet.png": png_bytes(wavenet_tree(lecture_model("wavenet"))),
+        "batchnorm_axes.png": png_bytes(batchnorm_axes()),
+    }
+
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "figures")
+    out.mkdir(parents=True, exist_ok=True)
+    for name, data in all_figures().items():
+        (out / name).write_bytes(data)
+        print(out / name)

@@ -1,0 +1,275 @@
+"""mkdocs hook: the parts of the site made from other files of the checkout at build time.
+
+- Nav: the "Pitfalls" section lists the ``docs/pitfalls/*.md`` pages present (index first); the
+  "Debugging guide" gets the pytest plugin page. Either gets a generated placeholder page when its
+  files are not written yet, so the build stays strict.
+- Pictures drawn now from real structures (``docs/hooks/figures.py``): ``figures/wavenet.png`` and
+  ``figures/batchnorm_axes.png``.
+- Markers replaced in the markdown of any page:
+  ``<!-- build:readme quick-start -->`` the README's "Quick start" section, verbatim;
+  ``<!-- build:trace-table -->`` the shape trace of the lecture's model, as a table;
+  ``<!-- build:results -->`` whatever ``docs/results/`` holds (table, loss curves, per-row figures);
+  ``<!-- build:performance -->`` ``benchmarks/README.md``, or how to run the benchmark scripts.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+import re
+from pathlib import Path
+
+import figures
+from mkdocs.config.defaults import MkDocsConfig
+from mkdocs.structure.files import File, Files
+from mkdocs.structure.pages import Page
+
+log = logging.getLogger("mkdocs.hooks.site")
+
+PLUGIN_PAGE = "guide/pytest-plugin.md"
+REGENERATE = "shapekit reproduce --publish docs/results"
+_LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
+
+
+def root(config: MkDocsConfig) -> Path:
+    return Path(config.config_file_path).resolve().parent
+
+
+def docs_dir(config: MkDocsConfig) -> Path:
+    return Path(config.docs_dir)
+
+
+def first_heading(path: Path) -> str:
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# "):
+            return line[2:].strip()
+    return path.stem.replace("-", " ").replace("_", " ")
+
+
+def pitfall_pages(config: MkDocsConfig) -> list:
+    """``pitfalls/index.md`` (theirs, or a placeholder) and one entry per rule page present."""
+    folder = docs_dir(config) / "pitfalls"
+    rules = sorted(p for p in folder.glob("*.md") if p.name != "index.md")
+    return ["pitfalls/index.md", *({first_heading(p): f"pitfalls/{p.name}"} for p in rules)]
+
+
+def on_config(config: MkDocsConfig) -> MkDocsConfig:
+    for item in config.nav or []:
+        if isinstance(item, dict) and "Pitfalls" in item:
+            item["Pitfalls"] = pitfall_pages(config)
+        if isinstance(item, dict) and "Debugging guide" in item:
+            entries = item["Debugging guide"]
+            listed = str(entries)
+            if PLUGIN_PAGE not in listed:
+                entries.append({"The pytest plugin": PLUGIN_PAGE})
+            # Guide pages added later by others appear too (strict builds reject pages off the nav).
+            for page in sorted((docs_dir(config) / "guide").glob("*.md")):
+                if f"guide/{page.name}" not in listed and f"guide/{page.name}" != PLUGIN_PAGE:
+                    entries.append({first_heading(page): f"guide/{page.name}"})
+    return config
+
+
+def on_files(files: Files, config: MkDocsConfig) -> Files:
+    if files.get_file_from_path("pitfalls/index.md") is None:
+        log.info("docs/pitfalls/index.md is not written yet; using a placeholder")
+        files.append(File.generated(config, "pitfalls/index.md", content=PITFALLS_PLACEHOLDER))
+    if files.get_file_from_path(PLUGIN_PAGE) is None:
+        log.info("docs/%s is not written yet; using a placeholder", PLUGIN_PAGE)
+        files.append(File.generated(config, PLUGIN_PAGE, content=PLUGIN_PLACEHOLDER))
+    for name, data in figures.all_figures().items():
+        files.append(File.generated(config, f"figures/{name}", content=data))
+    bench = root(config) / "benchmarks"
+    for image in _local_images(bench / "README.md"):
+        files.append(File.generated(config, f"performance/{image}",
+                                    abs_src_path=str((bench / image).resolve())))
+    return files
+
+
+def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files) -> str:
+    markers = {
+        "<!-- build:readme quick-start -->": lambda: readme_section(config, "Quick start"),
+        "<!-- build:trace-table -->": trace_table,
+        "<!-- build:results -->": lambda: results(config),
+        "<!-- build:performance -->": lambda: performance(config),
+        "<!-- build:api -->": lambda: api_reference("shapekit"),
+    }
+    for marker, make in markers.items():
+        if marker in markdown:
+            markdown = markdown.replace(marker, make())
+    return markdown
+
+
+def api_reference(module_name: str, level: int = 2) -> str:
+    """mkdocstrings blocks for ``module_name`` and each name in its ``__all__``, in that order;
+    a public submodule gets its own section. Nothing is hard-coded: new public names appear."""
+    import importlib
+    import inspect
+
+    module = importlib.import_module(module_name)
+    parts = [f"{'#' * level} `{module_name}` {{ #{module_name} }}",
+             f"::: {module_name}\n    options:\n      members: false"
+             "\n      show_root_heading: false\n      show_root_toc_entry: false"]
+    submodules = []
+    for name in getattr(module, "__all__", []):
+        value = getattr(module, name)
+        if inspect.ismodule(value):
+            submodules.append(value.__name__)
+            continue
+        # Constants have no docstring of their own; show them anyway, with their value.
+        data = not (inspect.isclass(value) or callable(value))
+        options = "\n    options:\n      show_if_no_docstring: true" if data else ""
+        parts.append(f"::: {module_name}.{name}\n    options:\n      heading_level: {level + 1}"
+                     + options.replace("\n    options:", ""))
+    parts += [api_reference(sub, level) for sub in submodules]
+    return "\n\n".join(parts)
+
+
+def readme_section(config: MkDocsConfig, title: str) -> str:
+    """The body of the README's ``## title`` section, verbatim."""
+    text = (root(config) / "README.md").read_text(encoding="utf-8")
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, re.S | re.M)
+    if not match:
+        raise ValueError(f"README.md has no '## {title}' section; the home page copies it")
+    return match.group(1).strip()
+
+
+def trace_table() -> str:
+    import torch
+
+    model = figures.lecture_model("wavenet")
+    return figures.shape_table(model, torch.zeros(32, 8, dtype=torch.long))
+
+
+def results(config: MkDocsConfig) -> str:
+    """The committed results of the long training run: what ``docs/results/`` holds now.
+
+    Written for ``docs/results.md``: links are relative to the docs folder.
+    """
+    folder = docs_dir(config) / "results"
+    prefix = "results/"
+    parts: list[str] = []
+    table = folder / "table.md"
+    if table.exists():
+        published = {p.name for p in folder.iterdir() if p.suffix != ".md"}
+        text = re.sub(r"\A# .*\n", "", table.read_text(encoding="utf-8"))  # the page has a title
+        parts.append(_relink(text, prefix, published))
+    meta = folder / "table.json"
+    if meta.exists():
+        parts.append(f"The same figures as data: [table.json]({prefix}table.json).")
+        parts.append(_run_details(meta) or "")
+    curves = folder / "loss_curves.png"
+    if curves.exists():
+        parts.append(f"## Loss curves\n\n![Training loss of every row]({prefix}loss_curves.png)")
+    rows = sorted((p for p in folder.glob("*.png") if p.name != "loss_curves.png"), key=_row_order)
+    if rows:
+        parts.append("## Per row")
+        for png in rows:
+            name = png.stem.removesuffix("-loss")
+            parts.append(f"### {name}\n\n![Training loss of {name}]({prefix}{png.name})")
+    if not parts:
+        parts.append(
+            '!!! info "Results pending"\n\n    The full training run has not published its results '
+            "into `docs/results/` yet. Run the command below; the next build of this site shows "
+            "them."
+        )
+    parts.append(
+        "## Regenerate\n\nThe table and the figures above are committed files, written by the "
+        "full training run (200,000 steps per row, a long run on a CPU):\n\n"
+        f"```bash\n{REGENERATE}\n```"
+    )
+    return "\n\n".join(part for part in parts if part)
+
+
+def _row_order(png: Path) -> tuple[int, str]:
+    """Per-row figures (``<row>-loss.png``) in the order of the lecture's table."""
+    from shapekit._models import ROWS
+
+    name = png.stem.removesuffix("-loss")
+    order = list(ROWS)
+    return (order.index(name) if name in order else len(order), name)
+
+
+def _run_details(meta: Path) -> str:
+    """How the committed results were produced: the top-level scalars of table.json, a list."""
+    try:
+        data = json.loads(meta.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"docs/results/table.json is not valid JSON ({err}); fix: rerun {REGENERATE}"
+        ) from err
+    if not isinstance(data, dict):
+        return ""
+    scalars = {k: v for k, v in data.items() if isinstance(v, str | int | float | bool)}
+    return "\n".join(f"- **{k}**: {v}" for k, v in scalars.items())
+
+
+def performance(config: MkDocsConfig) -> str:
+    """``benchmarks/README.md`` (the latest figures), else how to run each benchmark script."""
+    bench = root(config) / "benchmarks"
+    readme = bench / "README.md"
+    if readme.exists():
+        text = readme.read_text(encoding="utf-8")
+        text = re.sub(r"\A# .*\n", "", text)  # the page has its own title
+        return _relink(text, "performance/", set(_local_images(readme)))
+    lines = ['!!! info "Figures pending"\n\n    `benchmarks/README.md` with the latest figures is '
+             "not written yet. Run the benchmarks to measure them on your machine:\n"]
+    for script in sorted(bench.glob("[!_]*.py")):
+        lines.append(f"- `python benchmarks/{script.name}`: {_first_doc_line(script)}")
+    return "\n".join(lines)
+
+
+def _first_doc_line(script: Path) -> str:
+    try:
+        doc = ast.get_docstring(ast.parse(script.read_text(encoding="utf-8"))) or ""
+    except SyntaxError:
+        doc = ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def _local_images(markdown_file: Path) -> list[str]:
+    """Relative image paths in ``markdown_file`` that exist beside it."""
+    if not markdown_file.exists():
+        return []
+    found = []
+    for bang, _, target in _LINK.findall(markdown_file.read_text(encoding="utf-8")):
+        if bang and "://" not in target and (markdown_file.parent / target).is_file():
+            found.append(target)
+    return found
+
+
+def _relink(markdown: str, prefix: str, published: set[str]) -> str:
+    """Point relative links of inlined markdown at ``prefix`` + target when the site has the file
+    (``published``); any other relative link becomes plain text naming its target, so strict link
+    checks pass."""
+
+    def fix(match: re.Match) -> str:
+        bang, text, target = match.groups()
+        if "://" in target or target.startswith(("#", "mailto:")):
+            return match.group(0)
+        if target in published:
+            return f"{bang}[{text}]({prefix}{target})"
+        return text if target in text else f"{text} (`{target}`)"
+
+    return _LINK.sub(fix, markdown)
+
+
+PITFALLS_PLACEHOLDER = """# Pitfalls
+
+!!! info "Catalogue pending"
+    The pitfall catalogue, one page per detector rule, is written by `shapekit.detect`'s
+    authors into `docs/pitfalls/`. It has no pages in this checkout yet.
+
+Until then, the [lessons](../lessons/index.md) show the lecture's pitfalls one by one.
+"""
+
+PLUGIN_PLACEHOLDER = """# The pytest plugin
+
+!!! info "Page pending"
+    This page is written with the plugin (`docs/guide/pytest-plugin.md`) and is not in this
+    checkout yet.
+
+```bash
+python -m pytest --shapekit --shapekit-packages=mypkg
+```
+"""
