@@ -15,6 +15,10 @@ import textwrap
 
 import pytest
 
+# Inner sessions run in this process, and pytester forgets the modules they import afterwards;
+# torch's C extension cannot be imported a second time, so load it once, up front.
+import torch  # noqa: F401
+
 import shapekit
 
 pytest_plugins = ["pytester"]
@@ -288,7 +292,7 @@ def test_marker_opts_tests_in_and_out(pytester):
 
 
 def test_shapes_fixture_reports_where_each_dim_was_bound(pytester):
-    pytester.makepyfile(test_dims="""
+    pytester.makepyfile(test_user_dims="""
         import torch
 
         def test_dims(shapes):
@@ -299,12 +303,13 @@ def test_shapes_fixture_reports_where_each_dim_was_bound(pytester):
     result = run(pytester)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
-        "test_dims.py:6: in test_dims",
+        "test_user_dims.py:6: in test_dims",
         '    shapes.check(targets, "batch time")',
-        "E   shapekit._errors.ShapeError: shapes.check at test_dims.py:6 expected targets: "
+        "E   shapekit._errors.ShapeError: shapes.check at test_user_dims.py:6 expected targets: "
         "(4 = batch, 8 = time), got (5, 8)",
-        "E     bound so far: batch=4 time=8 vocab=27 (from logits at test_dims.py:4)",
-        "E     fix: give targets size 4 along axis 0 (batch), as bound by logits at test_dims.py:4",
+        "E     bound so far: batch=4 time=8 vocab=27 (from logits at test_user_dims.py:4)",
+        "E     fix: give targets size 4 along axis 0 (batch), as bound by logits at "
+        "test_user_dims.py:4",
     ])
     assert "_pytest_shapes.py" not in result.stdout.str()
 

@@ -193,7 +193,9 @@ def render_output(cell: dict, figure_link) -> str:
     parts = []
     output = _ANSI.sub("", cell.get("output", "")).rstrip()
     if output:
-        parts.append(fence(output, ' text title="output"'))
+        # Prose-like output (messages) wraps like a terminal; a table keeps its columns.
+        table = sum(bool(re.search(r"\S {2,}\S", line)) for line in output.splitlines()) >= 3
+        parts.append(fence(output, f'{{ .text{"" if table else " .wrap"} title="output" }}'))
     parts += [f"![figure {i} of this cell]({figure_link(name)})"
               for i, name in enumerate(cell.get("figures", []), 1)]
     return "\n\n".join(parts)
