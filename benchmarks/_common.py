@@ -1,5 +1,6 @@
 """Shared helpers for the benchmark scripts: the lecture's 76K model, a training step, and a
-side-by-side timer that interleaves the contenders so machine noise hits them alike."""
+side-by-side timer that interleaves the contenders so machine noise hits them alike; ratios are
+taken within each round, then the median over rounds is reported."""
 
 from __future__ import annotations
 
@@ -63,25 +64,47 @@ def sgd_steps(model: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, steps: i
             p.data += -0.1 * p.grad
 
 
-def side_by_side(contenders: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
-    """Median seconds per call of each contender, timed in interleaved rounds after a warm-up."""
+def side_by_side(
+    contenders: dict[str, Callable[[], None]], repeats: int,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, list[float]]:
+    """Seconds per call of each contender in each of ``repeats`` rounds, after a warm-up round.
+
+    Every round runs each contender once, in the given order on even rounds and reversed on odd
+    ones: whoever runs right after another model pays for the caches that model left behind, and
+    alternating the order shares that cost out evenly. Rounds are paired, so ``ratio`` compares
+    contenders within a round. ``clock=time.thread_time`` counts only this thread's CPU time
+    (single-threaded torch work), so another process taking the core for a moment is not counted.
+    """
     for run in contenders.values():
         run()
     times: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, run in contenders.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    names = list(contenders)
+    for round_ in range(repeats):
+        for name in names if round_ % 2 == 0 else reversed(names):
+            start = clock()
+            contenders[name]()
+            times[name].append(clock() - start)
+    return times
+
+
+def ratio(times: dict[str, list[float]], num: str, den: str) -> float:
+    """The median over rounds of ``num``'s time / ``den``'s time in the same round: a slow spell
+    of the machine hits both sides of each ratio, so it cancels."""
+    return statistics.median(a / b for a, b in zip(times[num], times[den], strict=True))
+
+
+def median(times: dict[str, list[float]], name: str) -> float:
+    return statistics.median(times[name])
 
 
 def report(
-    title: str, medians: dict[str, float], per: int, ratios: list[tuple[str, str, str]]
+    title: str, times: dict[str, list[float]], per: int, ratios: list[tuple[str, str, str]]
 ) -> None:
-    """Print per-step times and the ratios ``(label, numerator, denominator-or-target)``."""
-    print(f"\n{title}  (torch {torch.__version__}, {torch.get_num_threads()} thread(s))")
-    for name, seconds in medians.items():
-        print(f"  {name:<34} {seconds / per * 1e3:8.3f} ms/step")
+    """Print median per-step times and the paired ratios ``(label, numerator, denominator)``."""
+    print(f"\n{title}  (torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
+          f"{len(next(iter(times.values())))} rounds)")
+    for name in times:
+        print(f"  {name:<40} {median(times, name) / per * 1e3:8.3f} ms/step")
     for label, num, den in ratios:
-        print(f"  {label:<34} {medians[num] / medians[den]:8.2f}x")
+        print(f"  {label:<40} {ratio(times, num, den):8.2f}x")

@@ -13,6 +13,7 @@ Targets: once/off <= 1.10.
 from __future__ import annotations
 
 import functools
+import time
 
 import _common
 from beartype import beartype
@@ -58,10 +59,10 @@ def main() -> None:
         "always": functools.partial(in_mode, "always", model),
         "peer: jaxtyping + beartype": functools.partial(in_mode, "off", peer),
     }
-    medians = _common.side_by_side(contenders, args.repeats)
+    times = _common.side_by_side(contenders, args.repeats, clock=time.thread_time)
     _common.report(
         "Runtime checks in a training step of the 76K model",
-        medians,
+        times,
         args.steps,
         [
             ("once / off (target <= 1.10)", "once (default)", "off"),

@@ -15,6 +15,7 @@ Targets (issue 7): explain/plain <= 1.2, detect/plain <= 3.
 from __future__ import annotations
 
 import functools
+import time
 import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -64,10 +65,10 @@ def main() -> None:
         "detect()": functools.partial(run, detect),
         "bare TorchFunctionMode (reference)": functools.partial(run, PassThrough),
     }
-    medians = _common.side_by_side(contenders, args.repeats)
+    times = _common.side_by_side(contenders, args.repeats, clock=time.thread_time)
     _common.report(
         "explain() / detect() around a training step of the 76K model",
-        medians,
+        times,
         args.steps,
         [("explain / plain   (target <= 1.2)", "explain()", "plain"),
          ("detect / plain    (target <= 3)", "detect()", "plain"),

@@ -188,6 +188,14 @@ def lecture_loop(
     """Seed, build and train as the lecture; returns the model with its layers in eval mode.
     lr 0.1, then 0.01 for the last quarter (from step 150,000 of 200,000)."""
     model, parameters = build_lecture_model(n_embd, n_hidden)
+    lecture_steps(model, parameters, Xtr, Ytr, max_steps, lossi=lossi, verbose=verbose)
+    for layer in model.layers:
+        layer.training = False
+    return model
+
+
+def lecture_steps(model, parameters, Xtr, Ytr, max_steps, *, lossi=None, verbose=False) -> None:
+    """The lecture's training loop itself, ``max_steps`` steps of it."""
     lossi = [] if lossi is None else lossi
     batch_size = 32
     decay_at = max_steps * 3 // 4
@@ -205,9 +213,6 @@ def lecture_loop(
         if verbose and i % 10000 == 0:
             print(f"{i:7d}/{max_steps:7d}: {loss.item():.4f}", flush=True)
         lossi.append(loss.log10().item())
-    for layer in model.layers:
-        layer.training = False
-    return model
 
 
 @torch.no_grad()  # this decorator disables gradient tracking

@@ -122,6 +122,8 @@ with torch.no_grad():
 print("rows per level, loop:", loop_rows, " conv:", conv_rows)
 assert loop_rows == [4 * (n + 1), 2 * (n + 1), n + 1]
 assert conv_rows == [n + 7, n + 5, n + 1]
+# Those Conv1d calls are the convolution ConvWaveNet computes (as a matmul per tap):
+assert (conv.head(h.transpose(1, 2)) - convolved).abs().max().item() <= 1e-5
 
 # %% [markdown]
 # # The whole dev set
@@ -169,8 +171,7 @@ assert conv_work < loop_work
 # almost everything, while the convolution's work per position stays the same.
 #
 # And the time each takes, measured side by side (median of interleaved rounds; on a shared
-# machine the numbers move, the order should not). `benchmarks/bench_conv.py` measures it with
-# more rounds.
+# machine the numbers move). `benchmarks/bench_conv.py` measures it with more rounds.
 
 # %%
 times = {"conv": [], "loop": []}
@@ -181,9 +182,34 @@ with torch.no_grad():
             run()
             times[name].append(time.perf_counter() - start)
 conv_s, loop_s = statistics.median(times["conv"]), statistics.median(times["loop"])
-print(f"conv {conv_s * 1e3:.0f} ms, loop {loop_s * 1e3:.0f} ms "
-      f"({P} calls): the conv form is {loop_s / conv_s:.1f}x faster")
-assert conv_s < loop_s
+print(f"conv {conv_s * 1e3:.0f} ms, loop {loop_s * 1e3:.0f} ms ({P} calls): "
+      f"loop / conv = {loop_s / conv_s:.1f}x")
+# Timings are printed, not asserted: a busy machine can reorder two close ones. The counts of
+# work and of calls are what holds everywhere, and those are asserted.
+
+# %% [markdown]
+# That loop is already batched over all names at once, so each of its calls is big and the only
+# saving left is the shared work. The lecture draws it one name at a time: for one name the loop
+# calls the whole model once per position, the convolution once per name. Timed name by name
+# over the first 100 dev names (`benchmarks/bench_conv.py` times the whole dev set):
+
+# %%
+singles = [pad_names([w], block_size=8)[0] for w in dev[:100]]  # each (1, 8 + len(w))
+positions = sum(x.shape[1] - 7 for x in singles)
+times = {"conv": [], "loop": []}
+with torch.no_grad():
+    for _ in range(3):
+        for name, run in (
+            ("conv", lambda: [conv(x) for x in singles]),
+            ("loop", lambda: [windows_loop(model, x) for x in singles]),
+        ):
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+conv_s, loop_s = statistics.median(times["conv"]), statistics.median(times["loop"])
+print(f"name by name: conv {conv_s * 1e3:.0f} ms ({len(singles)} calls), "
+      f"loop {loop_s * 1e3:.0f} ms ({positions:,} calls): loop / conv = {loop_s / conv_s:.1f}x")
+assert positions == sum(len(w) + 1 for w in dev[:100])  # one loop call per dev example
 
 # %% [markdown]
 # # Why it is faster
@@ -192,8 +218,12 @@ assert conv_s < loop_s
 #   computes them again for every window that contains them, the convolution once (and
 #   likewise for level 2).
 # - **One pass.** The loop calls the model once per position, each call a chain of about 20
-#   small operations; the convolution makes one call, and the sliding happens inside torch's
-#   kernel. The fewer the names, the more this per-call cost counts.
+#   small operations; the convolution makes one call. The fewer the names, the more this
+#   per-call cost counts.
+# - **A kernel of 2 is two matmuls.** `ConvWaveNet` applies each level as one matmul per tap
+#   over every position at once (step `t`, and step `t + d` shifted by `d` rows): the same
+#   convolution as calling the `Conv1d` (checked above), without the fixed cost per call that
+#   torch's Conv1d kernel has on a CPU.
 # - **Folded BatchNorm.** In eval mode BatchNorm is a fixed scale and shift per channel, which
 #   the convolution's weights and bias absorb: four elementwise operations fewer per level.
 #

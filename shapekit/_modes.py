@@ -6,8 +6,9 @@
   checks on. What it can miss: a return shape that depends on tensor *values* rather than shapes,
   and a module whose parameters are replaced by tensors of another shape between calls.
 - ``"always"``: every call is checked by beartype + jaxtyping.
-- ``"off"``: no annotation checks (the cheap guards inside layers, such as BatchNorm on one example,
-  still run).
+- ``"off"``: no annotation checks, and Embedding no longer looks for negative indices (which, as
+  in plain torch, then wrap around to the last rows). The guards that stop a crash deep inside
+  torch or a NaN (a wrong dtype, BatchNorm on one example, an index past the table) still run.
 
 The environment variable ``SHAPEKIT_CHECKS`` sets the mode at import time.
 

@@ -76,10 +76,25 @@ def shaped(fn: F) -> F:
         if mode == "off":
             return fn(*args, **kwargs)
         if mode == "once":
-            key = _signature(args, kwargs)
+            # The hot path of "once", run for every layer at every step: _signature written out
+            # inline, as a Python call costs as much as the rest of it. The signature holds the
+            # ids of non-tensor arguments (self); while every one is alive, no other object can
+            # have that id, so the entry names exactly the objects that were checked.
+            if kwargs:
+                key = _signature(args, kwargs)
+            else:
+                key = tuple([
+                    (a.shape, a.dtype) if isinstance(a, torch.Tensor)
+                    else (type(a), a) if isinstance(a, _PLAIN) else id(a)
+                    for a in args
+                ])
             entry = seen.get(key)
-            if entry and entry[0] == _State.generation and _alive(entry[1]):
-                return fn(*args, **kwargs)
+            if entry is not None and entry[0] == _State.generation:
+                for ref in entry[1]:
+                    if ref() is None:
+                        break  # an object it names died; its id may be reused: check again
+                else:
+                    return fn(*args, **kwargs)
         if checked is None:
             checked = _typechecked(fn)
         try:
@@ -131,12 +146,6 @@ def _weak_refs(args: tuple, kwargs: dict) -> tuple | None:
         )
     except TypeError:
         return None
-
-
-def _alive(refs: tuple) -> bool:
-    # The signature holds the objects' ids, and two live objects never share an id: while every
-    # referent is alive, the signature names exactly the objects that were checked.
-    return None not in [ref() for ref in refs]  # not all(...): this is the hot path of "once"
 
 
 def _typechecked(fn: Callable[..., Any]) -> Callable[..., Any]:

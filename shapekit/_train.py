@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._arith import add_scaled_
 from ._data import Splits
 
 __all__ = ["TrainResult", "evaluate", "lr_at", "train"]
@@ -87,11 +88,11 @@ def train(
     to ``steps`` with the lecture's SGD loop; returns a ``TrainResult``.
 
     Each step: ``ix = torch.randint(0, N, (batch_size,))``, ``logits = model(Xtr[ix])`` ``(B, 27)``,
-    cross-entropy, grads to None, backward, ``p.data += -lr * p.grad``, then the step's log10 loss
-    is appended to ``lossi`` (pass the earlier run's list to continue it) and ``on_step(step,
-    loss)`` is called. Ctrl-C (SIGINT) is deferred to the end of the current step: training stops
-    there with ``interrupted=True`` and a consistent model. A ``KeyboardInterrupt`` raised by
-    ``on_step`` does the same.
+    cross-entropy, grads to None, backward, ``p.data += -lr * p.grad`` (:func:`sgd_update`), then
+    the step's log10 loss is appended to ``lossi`` (pass the earlier run's list to continue it)
+    and ``on_step(step, loss)`` is called. Ctrl-C (SIGINT) is deferred to the end of the current
+    step: training stops there with ``interrupted=True`` and a consistent model. A
+    ``KeyboardInterrupt`` raised by ``on_step`` does the same.
 
     >>> import torch
     >>> from shapekit import make_splits
@@ -121,9 +122,7 @@ def train(
                 for p in parameters:
                     p.grad = None
                 loss.backward()
-                rate = lr_at(i, lr=lr, lr_final=lr_final, decay_at=decay_at)
-                for p in parameters:
-                    p.data += -rate * p.grad
+                sgd_update(parameters, lr_at(i, lr=lr, lr_final=lr_final, decay_at=decay_at))
                 lossi.append(loss.log10().item())
                 step = i + 1
                 if reporter is not None:
@@ -140,6 +139,25 @@ def train(
                 reporter.close()
     seconds = time.perf_counter() - start
     return TrainResult(step, lossi, torch.get_rng_state(), seconds, interrupted, start_step)
+
+
+def sgd_update(parameters: list[torch.nn.Parameter], rate: float) -> None:
+    """The lecture's update ``p.data += -rate * p.grad`` for every parameter that has a gradient,
+    in one batched call instead of two tensor operations per parameter, bit for bit the same
+    (see ``shapekit._arith``).
+
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.ones(3, 2)); w.grad = torch.full((3, 2), 2.0)
+    >>> sgd_update([w], 0.1); w.data[0]  # 1 - 0.1 * 2
+    tensor([0.8000, 0.8000])
+    """
+    grads = [p.grad for p in parameters]
+    with torch.no_grad():
+        try:
+            add_scaled_(parameters, grads, -rate)
+        except TypeError:  # a parameter the loss did not reach has no gradient: leave it be
+            kept = [(p, g) for p, g in zip(parameters, grads, strict=True) if g is not None]
+            add_scaled_([p for p, _ in kept], [g for _, g in kept], -rate)
 
 
 @torch.no_grad()

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 import shapekit
 from shapekit import DataError, nn
-from shapekit._conv import IGNORE_INDEX, ConvWaveNet, pad_names, to_conv, windows_loop
+from shapekit._conv import IGNORE_INDEX, ConvWaveNet, dilated, pad_names, to_conv, windows_loop
 from shapekit._data import build_dataset, load_names, split_words
 from shapekit._models import build_model
 
@@ -302,3 +302,34 @@ def test_lesson_07_runs_offline_on_a_fresh_machine_and_says_so(tmp_path):
     assert "(B, 8) -> (B, 8, 24) -> (B, 4, 48) -> ... -> (B, 27)" in proc.stdout
     assert re.search(r"^train \d\.\d{4}  val \d\.\d{4}$", proc.stdout, re.MULTILINE)
     assert not (tmp_path / "cache" / "shapekit" / "names.txt").exists()  # nothing downloaded
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("channels", "hidden", "dilation", "length"),
+                         [(24, 128, 1, 9), (128, 128, 2, 7), (128, 128, 4, 5), (3, 5, 3, 4)])
+def test_dilated_is_torchs_conv1d(dtype, channels, hidden, dilation, length):
+    torch.manual_seed(dilation)
+    conv = torch.nn.Conv1d(channels, hidden, kernel_size=2, dilation=dilation, dtype=dtype)
+    h = torch.randn(6, length, channels, dtype=dtype)  # (B, L, C)
+    with torch.no_grad():
+        got = dilated(conv, h)
+        expected = conv(h.transpose(1, 2)).transpose(1, 2)  # torch's kernel, channels first
+    assert got.shape == (6, length - dilation, hidden) and got.dtype == dtype
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    conv.bias = None
+    with torch.no_grad():
+        torch.testing.assert_close(dilated(conv, h), conv(h.transpose(1, 2)).transpose(1, 2),
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_dilated_gradients_are_torchs_conv1d_gradients():
+    torch.manual_seed(3)
+    conv = torch.nn.Conv1d(4, 6, kernel_size=2, dilation=2)
+    h = torch.randn(3, 9, 4, requires_grad=True)
+    upstream = torch.randn(3, 7, 6)
+    dilated(conv, h).backward(upstream)
+    ours = [h.grad.clone(), conv.weight.grad.clone(), conv.bias.grad.clone()]
+    h.grad, conv.weight.grad, conv.bias.grad = None, None, None
+    conv(h.transpose(1, 2)).transpose(1, 2).backward(upstream)
+    for a, b in zip(ours, [h.grad, conv.weight.grad, conv.bias.grad], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

@@ -137,6 +137,19 @@ def test_off_keeps_the_layers_own_guards():
             nn.Embedding(27, 2)(torch.tensor([[30]]))
 
 
+def test_negative_indices_are_looked_for_on_every_call_unless_off():
+    """Index values change from call to call: "once" trusts a shape, never the values."""
+    emb = nn.Embedding(27, 2)
+    good, bad = torch.tensor([[3, 1]]), torch.tensor([[3, -1]])  # the same shape signature
+    for mode in ("always", "once"):
+        with shapekit.checks(mode):
+            emb(good)
+            with pytest.raises(shapekit.ShapeError, match="indices must be >= 0"):
+                emb(bad)
+    with shapekit.checks("off"):  # plain torch's behaviour: -1 is the last row
+        assert torch.equal(emb(bad)[0, 1], emb.weight[26])
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_checks_restores_the_mode_even_on_exceptions(mode):
     before = shapekit.get_checks()

@@ -173,3 +173,81 @@ def test_single_example_in_training_mode():
     )):
         model(torch.zeros(1, 8, dtype=torch.long))
     assert model.eval()(torch.zeros(1, 8, dtype=torch.long)).shape == (1, 27)
+
+
+def _small_model() -> Sequential:
+    torch.manual_seed(0)
+    return Sequential([Embedding(27, 4), FlattenConsecutive(2), Linear(8, 5), Tanh()])
+
+
+def test_hooks_on_a_layer_still_fire():
+    """Layers without hooks skip nn.Module.__call__; a layer with any hook must not."""
+    model, x = _small_model(), torch.randint(0, 27, (3, 2))
+    seen = []
+    handles = [
+        model[2].register_forward_pre_hook(lambda m, args: seen.append("pre")),
+        model[2].register_forward_hook(lambda m, a, out: seen.append(("post", tuple(out.shape)))),
+        model[3].register_full_backward_hook(lambda m, gin, gout: seen.append("backward")),
+        model[1].register_forward_hook(lambda m, args, out: out * 0),  # replaces the output
+    ]
+    out = model(x)
+    out.sum().backward()
+    assert seen == ["pre", ("post", (3, 5)), "backward"]
+    assert torch.equal(out, torch.tanh(model[2].bias.detach()).expand(3, 5))  # zeros went in
+    for handle in handles:
+        handle.remove()
+    seen.clear()
+    assert not torch.equal(model(x), out)  # back to the layers' own outputs
+    assert seen == []
+
+
+def test_global_module_hooks_still_fire():
+    from torch.nn.modules.module import register_module_forward_hook
+
+    model, names = _small_model(), []
+    handle = register_module_forward_hook(lambda m, args, out: names.append(type(m).__name__))
+    try:
+        model(torch.randint(0, 27, (3, 2)))
+    finally:
+        handle.remove()
+    assert names == ["Embedding", "FlattenConsecutive", "Linear", "Tanh", "Sequential"]
+
+
+def test_a_layer_class_with_its_own_call_is_called_through_it():
+    class Doubled(Tanh):
+        def __call__(self, *args, **kwargs):
+            return 2 * super().__call__(*args, **kwargs)
+
+    x = torch.randn(2, 3)
+    assert torch.equal(Sequential([Doubled()])(x), 2 * torch.tanh(x))
+
+
+def test_the_fast_path_gives_the_same_numbers_and_gradients_as_module_calls():
+    model, x = _small_model(), torch.randint(0, 27, (6, 2))
+    out = model(x)
+    out.sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    by_calls = x
+    for layer in model:
+        by_calls = layer(by_calls)  # nn.Module.__call__, one layer at a time
+    by_calls.sum().backward()
+    assert torch.equal(out, by_calls)
+    assert all(torch.equal(a, p.grad) for a, p in zip(grads, model.parameters(), strict=True))
+
+
+def test_functional_call_swaps_every_layers_parameters_and_buffers():
+    """The layers read parameters from their dicts; torch.func.functional_call must still reach
+    them (it is what torch.func.grad and vmap over models build on)."""
+    from torch.func import functional_call
+
+    torch.manual_seed(0)
+    model = Sequential([Embedding(27, 4), FlattenConsecutive(2), Linear(8, 5), BatchNorm1d(5),
+                        Tanh(), Linear(5, 3)]).eval()
+    x = torch.randint(0, 27, (6, 2))
+    state = {k: torch.zeros_like(v) for k, v in model.state_dict().items()}
+    state["3.running_var"] = torch.ones(5)
+    state["5.bias"] = torch.full((3,), 0.5)
+    out = functional_call(model, state, (x,))
+    assert torch.equal(out, torch.full((6, 3), 0.5))  # every weight zero: only the bias is left
+    assert not torch.equal(model(x), out)  # the model's own parameters are back

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -151,3 +153,20 @@ def test_checkpoint_is_plain_safetensors_loadable_into_a_fresh_model(tmp_path, f
     val = evaluate(model, splits.Xdev, splits.Ydev, chunk=EVAL_CHUNK)
     assert val == outcome.metrics["val_loss"]
     assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_training_steps_load_no_heavy_modules():
+    """A training step must not pull in sympy (about 35 MB and a second of start-up: torch loads
+    it when backward() is given an explicit gradient) or matplotlib (only the plot needs it)."""
+    code = (
+        "import sys, torch\n"
+        "from shapekit import make_splits\n"
+        "from shapekit._models import build_model\n"
+        "from shapekit._train import train\n"
+        "torch.manual_seed(42)\n"
+        "train(build_model('wavenet'), make_splits(['emma', 'olivia', 'ava'] * 20), steps=3,\n"
+        "      progress=False)\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'sympy', 'matplotlib'}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -6,9 +6,13 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from .._arith import add_scaled_
 from .._errors import ShapeError
 from .._shaped import Failure, shape_text, shaped
-from ._guards import require_dtype
+from ._guards import dtype_error
+
+# The axes the statistics are taken over, for the usual ranks: (B, C) and channels-last (B, T, C).
+_REDUCE = {2: (0,), 3: (0, 1)}
 
 
 class BatchNorm1d(torch.nn.Module):
@@ -57,22 +61,30 @@ class BatchNorm1d(torch.nn.Module):
     def forward(
         self, x: Float[Tensor, "batch *time {self.dim}"]
     ) -> Float[Tensor, "batch *time {self.dim}"]:
-        require_dtype(self, "x", x, self.gamma.dtype)
-        if self.training:
+        # Parameters and buffers come from their dicts: `self.gamma` goes through
+        # nn.Module.__getattr__, which costs more than an elementwise op's overhead here.
+        gamma, beta = self._parameters["gamma"], self._parameters["beta"]
+        running_mean, running_var = self._buffers["running_mean"], self._buffers["running_var"]
+        if x.dtype != gamma.dtype:
+            raise dtype_error(self, "x", x, gamma.dtype)
+        training = self.training
+        if training:
             if x.numel() // x.shape[-1] < 2:
                 raise self._single_example(x)
-            dims = tuple(range(x.ndim - 1))  # every axis but the channels
+            dims = _REDUCE.get(x.ndim) or tuple(range(x.ndim - 1))  # every axis but the channels
             xmean = x.mean(dims)  # (C,)
-            xvar = x.var(dims, correction=1 if self.unbiased else 0)  # (C,)
+            xvar = x.var(dims, unbiased=self.unbiased)  # (C,)
         else:
-            xmean, xvar = self.running_mean, self.running_var
+            xmean, xvar = running_mean, running_var
         xhat = (x - xmean) / torch.sqrt(xvar + self.eps)
-        out = self.gamma * xhat + self.beta
-        if self.training:
-            with torch.no_grad():
-                unbiased = xvar if self.unbiased else x.var(dims, correction=1)
-                self.running_mean.mul_(1 - self.momentum).add_(self.momentum * xmean)
-                self.running_var.mul_(1 - self.momentum).add_(self.momentum * unbiased)
+        out = gamma * xhat + beta
+        if training:
+            # running = (1 - momentum) * running + momentum * batch, both statistics in two calls
+            # (bit-identical to the lecture's separate operations: see shapekit._arith).
+            running = [running_mean, running_var]
+            batch = [xmean.detach(), (xvar if self.unbiased else x.var(dims)).detach()]
+            torch._foreach_mul_(running, 1 - self.momentum)
+            add_scaled_(running, batch, self.momentum)
         return out
 
     def _single_example(self, x: Tensor) -> ShapeError:

@@ -8,15 +8,23 @@ from .._errors import ShapeError
 from .._shaped import shape_text
 
 
-def require_dtype(layer: torch.nn.Module, name: str, x: torch.Tensor, want: torch.dtype) -> None:
-    """Raise a ShapeError when ``x`` is not of the layer's parameter dtype (torch would fail deep
-    inside the matmul with "expected both to have the same dtype")."""
-    if x.dtype == want:
-        return
+def dtype_error(
+    layer: torch.nn.Module, name: str, x: torch.Tensor, want: torch.dtype
+) -> ShapeError:
+    """The error for an ``x`` that is not of the layer's parameter dtype ``want`` (torch would fail
+    deep inside the matmul with "expected both to have the same dtype"); the layers compare the
+    dtypes inline, in their hot path, and raise this.
+
+    >>> import torch
+    >>> from shapekit.nn import Linear
+    >>> print(dtype_error(Linear(4, 2), "x", torch.ones(3, 4, dtype=torch.float64), torch.float32))
+    Linear expected x: float32 (the dtype of the layer's parameters), got float64 (3, 4)
+      fix: convert the input with x.float(), or the model with model.to(torch.float64)
+    """
     have = str(x.dtype).split(".")[-1]
     wanted = str(want).split(".")[-1]
     cast = {torch.float32: ".float()", torch.float64: ".double()", torch.float16: ".half()"}
-    raise ShapeError(
+    return ShapeError(
         expected=f"{name}: {wanted} (the dtype of the layer's parameters)",
         got=f"{have} {shape_text(x.shape)}",
         where=type(layer).__name__,

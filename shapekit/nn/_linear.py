@@ -7,7 +7,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from .._shaped import Failure, shape_text, shaped
-from ._guards import require_dtype
+from ._guards import dtype_error
 
 
 class Linear(torch.nn.Module):
@@ -39,16 +39,23 @@ class Linear(torch.nn.Module):
                 raise ValueError(f"Linear({name}={value!r}): {name} must be a positive int")
         self.fan_in, self.fan_out = fan_in, fan_out
         self.weight = torch.nn.Parameter(torch.randn((fan_in, fan_out)) / fan_in**0.5)
-        self.bias = torch.nn.Parameter(torch.zeros(fan_out)) if bias else None
+        if bias:
+            self.bias = torch.nn.Parameter(torch.zeros(fan_out))
+        else:
+            self.register_parameter("bias", None)  # as torch.nn.Linear: `layer.bias` is None
 
     @shaped
     def forward(
         self, x: Float[Tensor, "batch *time {self.fan_in}"]
     ) -> Float[Tensor, "batch *time {self.fan_out}"]:
-        require_dtype(self, "x", x, self.weight.dtype)
-        out = x @ self.weight  # matmul acts on the last axis; leading axes ride along
-        if self.bias is not None:
-            out = out + self.bias
+        # Read the parameters from their dict: `self.weight` goes through nn.Module.__getattr__,
+        # which costs more than the matmul's own Python overhead in this hot path.
+        weight, bias = self._parameters["weight"], self._parameters["bias"]
+        if x.dtype != weight.dtype:
+            raise dtype_error(self, "x", x, weight.dtype)
+        out = x @ weight  # matmul acts on the last axis; leading axes ride along
+        if bias is not None:
+            out = out + bias
         return out
 
     def _shape_fix(self, failure: Failure) -> str | None:
