@@ -266,3 +266,87 @@ def test_batch_missing_message():
 def test_dtype_messages(dtype, message):
     with pytest.raises(shapekit.ShapeError, match=exact(message)):
         BatchNorm1d(68)(torch.zeros(32, 68, dtype=dtype))
+
+
+def lecture_batchnorm(x, gamma, beta, running_mean, running_var, eps, momentum):
+    """The lecture's training-mode layer, out of place: (output, new running mean, new running
+    var), every statistic over all axes but the last."""
+    dims = tuple(range(x.ndim - 1))
+    xmean = x.mean(dims, keepdim=True)
+    xvar = x.var(dims, keepdim=True)
+    out = gamma * ((x - xmean) / torch.sqrt(xvar + eps)) + beta
+    new_mean = (1 - momentum) * running_mean + momentum * xmean.flatten()
+    new_var = (1 - momentum) * running_var + momentum * xvar.flatten()
+    return out, new_mean, new_var
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_bit_identical_to_the_lecture_while_its_settings_and_buffers_change(dtype):
+    """The layer keeps what its training calls need between calls (buffer views, eps and the
+    decay as tensors); every change that must be noticed is: the input's rank, eps, momentum,
+    buffers replaced, loaded or converted. Each step equals the lecture's formula bit for bit."""
+    torch.manual_seed(0)
+    bn = BatchNorm1d(5).to(dtype)
+    with torch.no_grad():
+        bn.gamma.uniform_(0.5, 2.0)
+        bn.beta.normal_()
+
+    def step(shape):
+        x = (torch.randn(shape) * 3 + 1).to(bn.gamma.dtype)
+        want = lecture_batchnorm(x, bn.gamma, bn.beta, bn.running_mean, bn.running_var, bn.eps,
+                                 bn.momentum)
+        got = bn(x)
+        assert got.dtype == bn.gamma.dtype
+        assert torch.equal(got, want[0])
+        assert torch.equal(bn.running_mean, want[1]) and torch.equal(bn.running_var, want[2])
+
+    step((8, 3, 5))
+    step((8, 3, 5))
+    step((16, 5))  # another rank: other statistic shapes
+    bn.eps, bn.momentum = 1e-3, 0.25
+    step((16, 5))
+    bn.running_mean = torch.full((5,), 2.0, dtype=dtype)  # a new buffer, not the old one
+    step((8, 3, 5))
+    assert torch.equal(bn.state_dict()["running_mean"], bn.running_mean)
+    bn.load_state_dict({k: v + 1 for k, v in bn.state_dict().items()})  # copied in place
+    step((8, 3, 5))
+    if dtype != torch.float64:
+        bn.double()  # new buffers of another dtype
+        step((8, 3, 5))
+    assert list(bn.state_dict()) == ["gamma", "beta", "running_mean", "running_var"]
+
+
+def test_functional_call_in_training_updates_the_given_buffers_only():
+    from torch.func import functional_call
+
+    torch.manual_seed(0)
+    bn = BatchNorm1d(4)
+    x = torch.randn(6, 3, 4)
+    bn(x)  # the layer's own buffers take a step first
+    own = {k: v.clone() for k, v in bn.state_dict().items()}
+    given = {"running_mean": torch.zeros(4), "running_var": torch.ones(4)}
+    functional_call(bn, given, (x,))
+    _, want_mean, want_var = lecture_batchnorm(x, bn.gamma, bn.beta, torch.zeros(4),
+                                               torch.ones(4), 1e-5, 0.1)
+    assert torch.equal(given["running_mean"], want_mean)
+    assert torch.equal(given["running_var"], want_var)
+    assert all(torch.equal(v, own[k]) for k, v in bn.state_dict().items())
+    bn(x)  # and its own buffers again
+    assert not torch.equal(bn.running_mean, own["running_mean"])
+
+
+def test_torch_func_grad_through_a_training_call_equals_autograd():
+    from torch.func import functional_call, grad
+
+    torch.manual_seed(0)
+    bn, x = BatchNorm1d(4), torch.randn(6, 3, 4)
+    params = {k: v.detach().clone() for k, v in bn.named_parameters()}
+
+    def loss(p):
+        buffers = {"running_mean": torch.zeros(4), "running_var": torch.ones(4)}
+        return functional_call(bn, {**p, **buffers}, (x,)).pow(2).mul(torch.arange(4.0)).sum()
+
+    by_func = grad(loss)(params)
+    (bn(x).pow(2).mul(torch.arange(4.0)).sum()).backward()
+    assert torch.equal(by_func["gamma"], bn.gamma.grad)
+    assert torch.equal(by_func["beta"], bn.beta.grad)

