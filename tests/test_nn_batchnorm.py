@@ -350,3 +350,26 @@ def test_torch_func_grad_through_a_training_call_equals_autograd():
     (bn(x).pow(2).mul(torch.arange(4.0)).sum()).backward()
     assert torch.equal(by_func["gamma"], bn.gamma.grad)
     assert torch.equal(by_func["beta"], bn.beta.grad)
+
+
+@pytest.mark.parametrize("clone", ["deepcopy", "pickle"])
+def test_a_copy_updates_its_own_buffers_only(clone):
+    import copy
+    import io
+
+    torch.manual_seed(0)
+    bn, x = BatchNorm1d(4), torch.randn(6, 3, 4)
+    bn(x)  # the original has made what its training calls keep
+    if clone == "deepcopy":
+        other = copy.deepcopy(bn)
+    else:
+        buffer = io.BytesIO()
+        torch.save(bn, buffer)
+        buffer.seek(0)
+        other = torch.load(buffer, weights_only=False)
+    before = {k: v.clone() for k, v in bn.state_dict().items()}
+    want = lecture_batchnorm(x * 5, other.gamma, other.beta, other.running_mean,
+                             other.running_var, other.eps, other.momentum)
+    assert torch.equal(other(x * 5), want[0])
+    assert torch.equal(other.running_mean, want[1]) and torch.equal(other.running_var, want[2])
+    assert all(torch.equal(v, before[k]) for k, v in bn.state_dict().items())
