@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 
 _EXAMPLES = """\
 examples:
@@ -85,25 +84,9 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"shapekit trace: {err}") from None
     failures = 0
     for spec in specs:
-        batchnorm = _lecture_batchnorm() if spec.batchnorm_bug else None
-        model = build_model(spec.name, batchnorm=batchnorm)
+        model = build_model(spec.name)
         params = sum(p.numel() for p in model.parameters())
         title = f"{spec.description} (row {spec.row}, --model {spec.name}, {params:,} params)"
         failures += show(title, model, spec.block_size)
     return 1 if failures else 0
 
-
-def _lecture_batchnorm() -> type:
-    """The lecture's buggy BatchNorm1d from ``lessons/lecture_bug.py`` (not part of the package)."""
-    from ._lessons import find_lessons_dir
-
-    path = find_lessons_dir() / "lecture_bug.py"
-    spec = importlib.util.spec_from_file_location("shapekit_lecture_bug", path)
-    if spec is None or spec.loader is None or not path.is_file():
-        raise SystemExit(
-            f"shapekit trace: the hierarchical-bug row needs {path}, which is missing; fix: run "
-            "from a shapekit checkout, or trace another row (--model hierarchical)"
-        )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.BuggyBatchNorm1d

@@ -89,9 +89,8 @@ def build_model(
 ) -> nn.Sequential:
     """Build row ``name`` of the performance log (see ``ROWS``); seeds nothing.
 
-    ``batchnorm`` is the normalisation layer class (default ``shapekit.nn.BatchNorm1d``). The
-    ``hierarchical-bug`` row needs the lecture's buggy layer, which shapekit does not ship:
-    ``from lessons.lecture_bug import BuggyBatchNorm1d``.
+    ``batchnorm`` is the normalisation layer class (default ``shapekit.nn.BatchNorm1d``; for the
+    ``hierarchical-bug`` row, the lecture's buggy layer that shapekit ships for it).
 
     >>> import torch
     >>> model = build_model("wavenet")  # (B, 8) -> (B, 8, 24) -> (B, 4, 48) -> ... -> (B, 27)
@@ -102,12 +101,9 @@ def build_model(
     """
     spec = resolve_row(name)
     if spec.batchnorm_bug and batchnorm is None:
-        raise ValueError(
-            f"model {spec.name!r} is the lecture's row trained with the BatchNorm bug (statistics "
-            "over axis 0 only); shapekit's BatchNorm1d refuses that bug, so the buggy layer must "
-            "be passed explicitly; fix: from lessons.lecture_bug import BuggyBatchNorm1d; "
-            f"build_model({spec.name!r}, batchnorm=BuggyBatchNorm1d)"
-        )
+        from ._lecture_bug import BuggyBatchNorm1d
+
+        batchnorm = BuggyBatchNorm1d
     norm = batchnorm or nn.BatchNorm1d
     vocab_size = len(VOCAB)
     layers: list[torch.nn.Module] = [nn.Embedding(vocab_size, spec.n_embd)]

@@ -9,7 +9,6 @@ interrupted and resumed run ends bit-for-bit where an uninterrupted one does.
 from __future__ import annotations
 
 import datetime
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,13 +28,12 @@ from ._checkpoint import (
     write_json,
 )
 from ._data import Names, make_splits
-from ._errors import DataError
 from ._models import ModelSpec, build_model, count_params, resolve_row
 from ._modes import set_checks
 from ._plots import plot_curves
 from ._train import default_decay_at, evaluate, train
 
-__all__ = ["RunOutcome", "lecture_bug_batchnorm", "make_config", "model_for", "run_training"]
+__all__ = ["RunOutcome", "make_config", "model_for", "run_training"]
 
 SPLIT_SEED = 42  # the lecture's random.seed(42) shuffle: fixed, so val losses stay comparable
 EVAL_CHUNK = 1024  # rows per forward when evaluating: the same loss to ~1e-7, far less memory
@@ -47,31 +45,9 @@ class RunOutcome:
     interrupted: bool
 
 
-def lecture_bug_batchnorm(lessons_dir: str | Path | None = None) -> type:
-    """``BuggyBatchNorm1d`` from ``lessons/lecture_bug.py``, imported by file path (the lessons
-    folder is not part of the installed package)."""
-    from ._lessons import find_lessons_dir
-
-    try:
-        folder = find_lessons_dir(lessons_dir)
-    except SystemExit:
-        folder = Path(lessons_dir or "lessons")
-    path = folder / "lecture_bug.py"
-    if not path.is_file():
-        raise DataError(
-            f"{path}: not found; the 'hierarchical-bug' row needs the lecture's buggy BatchNorm1d,"
-            " which lives in a shapekit checkout's lessons/lecture_bug.py, not in the package; "
-            "fix: run from a shapekit checkout, or train another row (e.g. --model hierarchical)"
-        )
-    spec = importlib.util.spec_from_file_location("shapekit_lessons_lecture_bug", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.BuggyBatchNorm1d
-
-
 def model_for(spec: ModelSpec) -> torch.nn.Module:
-    """Build ``spec``'s model, loading the lecture's buggy BatchNorm for the row that needs it."""
-    return build_model(spec.name, batchnorm=lecture_bug_batchnorm() if spec.batchnorm_bug else None)
+    """Build ``spec``'s model (the ``hierarchical-bug`` row with the lecture's buggy BatchNorm)."""
+    return build_model(spec.name)
 
 
 def make_config(

@@ -44,5 +44,32 @@ def reference():
 
 
 def buggy_batchnorm() -> type:
-    """lessons/lecture_bug.py's BuggyBatchNorm1d."""
-    return _load(ROOT / "lessons" / "lecture_bug.py", "lecture_bug").BuggyBatchNorm1d
+    """The lecture's buggy BatchNorm1d that shapekit ships for the hierarchical-bug row."""
+    from shapekit._lecture_bug import BuggyBatchNorm1d
+
+    return BuggyBatchNorm1d
+
+
+class UserBuggyBatchNorm1d(torch.nn.Module):
+    """The lecture's buggy BatchNorm1d as a learner writes it in their own file (user code, so the
+    detectors report its lines): statistics over axis 0 only, buffers replaced by assignment."""
+
+    def __init__(self, dim: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
+        super().__init__()
+        self.eps, self.momentum = eps, momentum
+        self.gamma = torch.nn.Parameter(torch.ones(dim))
+        self.beta = torch.nn.Parameter(torch.zeros(dim))
+        self.register_buffer("running_mean", torch.zeros(dim))
+        self.register_buffer("running_var", torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            xmean, xvar = x.mean(0, keepdim=True), x.var(0, keepdim=True)  # (1, T, C): the bug
+        else:
+            xmean, xvar = self.running_mean, self.running_var
+        out = self.gamma * (x - xmean) / torch.sqrt(xvar + self.eps) + self.beta
+        if self.training:
+            with torch.no_grad():
+                self.running_mean = (1 - self.momentum) * self.running_mean + self.momentum * xmean
+                self.running_var = (1 - self.momentum) * self.running_var + self.momentum * xvar
+        return out

@@ -4,7 +4,6 @@ window model run position by position (the oracle), plus the lesson that needs t
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -241,10 +240,9 @@ def test_other_group_sizes_are_refused():
 
 
 def _buggy_batchnorm() -> type:
-    spec = importlib.util.spec_from_file_location("lecture_bug", ROOT / "lessons/lecture_bug.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.BuggyBatchNorm1d
+    from shapekit._lecture_bug import BuggyBatchNorm1d
+
+    return BuggyBatchNorm1d
 
 
 def test_the_lectures_buggy_batchnorm_is_refused():

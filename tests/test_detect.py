@@ -16,7 +16,7 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from _lecture import buggy_batchnorm, reference
+from _lecture import UserBuggyBatchNorm1d, reference
 from einops import rearrange, reduce, repeat
 
 from shapekit import PitfallWarning, ShapeError
@@ -274,13 +274,13 @@ class TestBatchnormChannelsLast:
 
 class TestBufferShapeChange:
     def test_catches_the_lectures_batchnorm_bug_at_the_assignment(self):
-        bn = buggy_batchnorm()(68)
+        bn = UserBuggyBatchNorm1d(68)
         found = findings(lambda: bn(torch.randn(32, 4, 68)))
         assert [w.rule for w in found] == ["buffer-shape-change"] * 2  # running_mean and _var
         assert bn.running_mean.shape == (1, 4, 68)
         text = str(found[0])
-        assert text.startswith("lessons/lecture_bug.py:") and " self.running_mean " in text
-        assert "BuggyBatchNorm1d.running_mean (a registered buffer) to keep its shape (68,)" in text
+        assert text.startswith("tests/_lecture.py:") and " self.running_mean " in text
+        assert "UserBuggyBatchNorm1d.running_mean (a registered buffer) to keep its shape (68,)" in text
         assert "got (1, 4, 68) after a forward" in text
 
     def test_catches_a_parameter_replaced_behind_the_modules_back(self):
@@ -305,7 +305,7 @@ class TestBufferShapeChange:
                        "Grows.w (a registered parameter) to keep its shape (3,)")
 
     def test_silent_when_only_leading_ones_appear(self):
-        bn = buggy_batchnorm()(68)
+        bn = UserBuggyBatchNorm1d(68)
         silent(lambda: bn(torch.randn(32, 68)))  # (68,) -> (1, 68): broadcasts the same
         assert bn.running_mean.shape == (1, 68)
 
@@ -317,7 +317,7 @@ class TestBufferShapeChange:
         silent(correct)
 
     def test_strict_raises_before_the_buffer_is_replaced(self):
-        bn = buggy_batchnorm()(68)
+        bn = UserBuggyBatchNorm1d(68)
         strict_raises(lambda: bn(torch.randn(32, 4, 68)), "buffer-shape-change")
         assert bn.running_mean.shape == (68,)
 

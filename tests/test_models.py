@@ -86,12 +86,13 @@ def test_unknown_row_names_the_valid_ones(key):
         resolve_row(key)
 
 
-def test_bug_row_needs_the_buggy_layer_passed_explicitly():
-    with pytest.raises(ValueError, match=(
-        r"model 'hierarchical-bug' is the lecture's row trained with the BatchNorm bug .*"
-        r"fix: from lessons.lecture_bug import BuggyBatchNorm1d; "
-        r"build_model\('hierarchical-bug', batchnorm=BuggyBatchNorm1d\)")):
-        build_model("hierarchical-bug")
+def test_bug_row_is_built_with_the_lectures_buggy_layer_from_the_package():
+    from shapekit._lecture_bug import BuggyBatchNorm1d
+
+    model = build_model("hierarchical-bug")
+    norms = [layer for layer in model.layers if "BatchNorm" in type(layer).__name__]
+    assert len(norms) == 3 and all(type(n) is BuggyBatchNorm1d for n in norms)
+    assert type(norms[0]).__module__ == "shapekit._lecture_bug"
 
 
 def test_buggy_rows_buffers_turn_per_position_while_shapekits_stay_per_channel():

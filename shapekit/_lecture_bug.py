@@ -1,12 +1,13 @@
 """The lecture's BatchNorm1d bug, kept on purpose to reproduce row 3 of its performance log.
 
-    shapekit train --model hierarchical-bug   (the CLI loads this file)
+    shapekit train --model hierarchical-bug   (builds the model with this layer)
 
-Not a numbered lesson, so ``shapekit lessons`` skips it. The layer below is the lecture's
-``BatchNorm1d`` as first written: mean and variance over ``dim=0`` only, with ``keepdim=True``.
-On 2-D input ``(B, C)`` that is right. On the hierarchical model's 3-D input ``(B, T, C)`` the
-statistics are taken per position ``(1, T, C)`` instead of per channel, and the running buffers
-silently turn from ``(C,)`` into ``(1, T, C)``. ``shapekit.nn.BatchNorm1d`` has no such mode; see
+It ships in the package, so an installed shapekit reproduces the row without a checkout. The
+layer below is the lecture's ``BatchNorm1d`` as first written: mean and variance over ``dim=0``
+only, with ``keepdim=True``. On 2-D input ``(B, C)`` that is right. On the hierarchical model's
+3-D input ``(B, T, C)`` the statistics are taken per position ``(1, T, C)`` instead of per
+channel, and the running buffers silently turn from ``(C,)`` into ``(1, T, C)``.
+``shapekit.nn.BatchNorm1d`` has no such mode; see
 ``lessons/04_batchnorm_btc.py`` for the bug explained.
 
 >>> import torch
