@@ -11,8 +11,8 @@ weights compute every pair once and every position in one call, and give the sam
 # %% [markdown]
 # # A quickly trained hierarchical model
 #
-# The weights only need to be trained enough to be interesting; 1,000 steps of the lecture's loop
-# take seconds. `load_names()` finds makemore's names file, or falls back to the `names`
+# The weights only need to be trained enough to be interesting: 1,000 steps of the lecture's loop
+# (written out in lesson 07; `shapekit.train` runs the same loop) are enough. `load_names()` finds makemore's names file, or falls back to the `names`
 # package's first names offline (and says so).
 
 # %%
@@ -23,9 +23,7 @@ import torch
 import torch.nn.functional as F
 
 import shapekit
-from shapekit._conv import pad_names, to_conv, windows_loop
-from shapekit._models import build_model
-from shapekit._train import train
+from shapekit import build_model, pad_names, to_conv, train, windows_loop
 
 names = shapekit.load_names()
 print(f"data: {len(names.words):,} names from {names.source}")
@@ -170,8 +168,9 @@ assert conv_work < loop_work
 # mostly at level 1. It grows with depth: with 8 levels (a context of 256) the loop would redo
 # almost everything, while the convolution's work per position stays the same.
 #
-# And the time each takes, measured side by side (median of interleaved rounds; on a shared
-# machine the numbers move). `benchmarks/bench_conv.py` measures it with more rounds.
+# And the time each takes, measured side by side: the ratio of the medians of interleaved rounds,
+# on the machine that built this page (on a shared machine it moves). `benchmarks/bench_conv.py`
+# measures it with more rounds.
 
 # %%
 times = {"conv": [], "loop": []}
@@ -182,8 +181,8 @@ with torch.no_grad():
             run()
             times[name].append(time.perf_counter() - start)
 conv_s, loop_s = statistics.median(times["conv"]), statistics.median(times["loop"])
-print(f"conv {conv_s * 1e3:.0f} ms, loop {loop_s * 1e3:.0f} ms ({P} calls): "
-      f"loop / conv = {loop_s / conv_s:.1f}x")
+print(f"time, loop ({P} calls) / conv (1 call): {loop_s / conv_s:.1f}x "
+      "(measured on the build machine)")
 # Timings are printed, not asserted: a busy machine can reorder two close ones. The counts of
 # work and of calls are what holds everywhere, and those are asserted.
 
@@ -207,8 +206,8 @@ with torch.no_grad():
             run()
             times[name].append(time.perf_counter() - start)
 conv_s, loop_s = statistics.median(times["conv"]), statistics.median(times["loop"])
-print(f"name by name: conv {conv_s * 1e3:.0f} ms ({len(singles)} calls), "
-      f"loop {loop_s * 1e3:.0f} ms ({positions:,} calls): loop / conv = {loop_s / conv_s:.1f}x")
+print(f"name by name, time, loop ({positions:,} calls) / conv ({len(singles)} calls): "
+      f"{loop_s / conv_s:.1f}x (measured on the build machine)")
 assert positions == sum(len(w) + 1 for w in dev[:100])  # one loop call per dev example
 
 # %% [markdown]

@@ -10,7 +10,14 @@
   in plain torch, then wrap around to the last rows). The guards that stop a crash deep inside
   torch or a NaN (a wrong dtype, BatchNorm on one example, an index past the table) still run.
 
-The environment variable ``SHAPEKIT_CHECKS`` sets the mode at import time.
+Who sees which mode, as with torch's own switches:
+
+- ``set_checks(mode)`` sets the mode of the whole process (like ``torch.set_default_dtype``); the
+  environment variable ``SHAPEKIT_CHECKS`` gives its value at import time.
+- ``with checks(mode):`` applies to the code in the block and what it calls, in the current
+  thread (or asyncio task) only, like ``torch.no_grad()``. Blocks nest, and blocks in different
+  threads may overlap in any order: each restores exactly what it replaced, in its own context.
+  A new thread starts with the process-wide mode.
 
 >>> import shapekit
 >>> with shapekit.checks("always"):
@@ -20,11 +27,13 @@ The environment variable ``SHAPEKIT_CHECKS`` sets the mode at import time.
 
 from __future__ import annotations
 
+import contextvars
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["MODES", "checks", "get_checks", "set_checks"]
+__all__ = ["MODES", "checks", "current_mode", "get_checks", "set_checks"]
 
 MODES = ("always", "once", "off")
 DEFAULT_MODE = "once"
@@ -38,8 +47,31 @@ def _validate(mode: object, origin: str) -> str:
 
 
 class _State:
+    """The process-wide mode, and how many ``checks()`` blocks are open in any thread."""
+
     mode: str = _validate(os.environ.get("SHAPEKIT_CHECKS", DEFAULT_MODE), "SHAPEKIT_CHECKS")
     generation: int = 0  # bumped on every change, so "once" caches forget what they trusted
+    open_blocks: int = 0  # while 0, no context overrides the process-wide mode: skip the lookup
+
+
+# The mode a `checks()` block set for this context; None outside every block.
+_block_mode: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "shapekit_checks", default=None
+)
+_lock = threading.Lock()  # guards the counters, which threads update together
+
+
+def current_mode() -> str:
+    """The mode in force here: the innermost ``checks()`` block's, else the process-wide one.
+
+    >>> current_mode() in MODES
+    True
+    """
+    if _State.open_blocks:
+        mode = _block_mode.get()
+        if mode is not None:
+            return mode
+    return _State.mode
 
 
 def get_checks() -> str:
@@ -48,31 +80,42 @@ def get_checks() -> str:
     >>> get_checks() in ("always", "once", "off")
     True
     """
-    return _State.mode
+    return current_mode()
 
 
 def set_checks(mode: str) -> str:
-    """Set the check mode for the whole process; returns the previous mode.
+    """Set the check mode of the whole process; returns the previous process-wide mode.
+
+    A ``checks()`` block that is open in this thread still wins inside it.
 
     >>> previous = set_checks("always")
     >>> _ = set_checks(previous)
     """
-    previous = _State.mode
-    _State.mode = _validate(mode, "set_checks(mode)")
-    _State.generation += 1
+    mode = _validate(mode, "set_checks(mode)")
+    with _lock:
+        previous, _State.mode = _State.mode, mode
+        _State.generation += 1
     return previous
 
 
 @contextmanager
 def checks(mode: str) -> Iterator[None]:
-    """Use ``mode`` inside a ``with`` block, then restore the previous mode.
+    """Use ``mode`` inside a ``with`` block, in this thread or task only, then restore the mode
+    that was in force before it.
 
     >>> with checks("off"):
     ...     get_checks()
     'off'
     """
-    previous = set_checks(mode)
+    mode = _validate(mode, "checks(mode)")
+    with _lock:
+        _State.open_blocks += 1
+        _State.generation += 1
+    token = _block_mode.set(mode)
     try:
         yield
     finally:
-        set_checks(previous)
+        _block_mode.reset(token)
+        with _lock:
+            _State.open_blocks -= 1
+            _State.generation += 1

@@ -19,8 +19,9 @@ from typing import Any, TypeVar
 import torch
 
 from . import _dims
+from . import _torch_compat as _compat
 from ._errors import ShapeError
-from ._modes import _State
+from ._modes import _State, current_mode
 
 __all__ = ["Failure", "shaped"]
 
@@ -69,32 +70,34 @@ def shaped(fn: F) -> F:
     checked: Callable[..., Any] | None = None
     seen: dict[tuple, tuple[int, tuple]] = {}
 
+    def trusted(key: tuple) -> bool:
+        """Whether "once" checked this signature already (and every object it names lives)."""
+        entry = seen.get(key)
+        if entry is None or entry[0] != _State.generation:
+            return False
+        # The signature holds the ids of non-tensor arguments (self); while every one is alive,
+        # no other object can have that id, so the entry names exactly the objects checked.
+        return all(ref() is not None for ref in entry[1])
+
+    def remember(key: tuple, args: tuple, kwargs: dict) -> None:
+        refs = _weak_refs(args, kwargs)
+        if refs is not None:
+            if len(seen) >= _ONCE_LIMIT:
+                seen.clear()
+            seen[key] = (_State.generation, refs)
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         nonlocal checked
-        mode = _State.mode
+        if _compat.is_compiling():
+            return _compiled_call(fn, args, kwargs, trusted, remember)
+        mode = _State.mode if not _State.open_blocks else current_mode()
         if mode == "off":
             return fn(*args, **kwargs)
         if mode == "once":
-            # The hot path of "once", run for every layer at every step: _signature written out
-            # inline, as a Python call costs as much as the rest of it. The signature holds the
-            # ids of non-tensor arguments (self); while every one is alive, no other object can
-            # have that id, so the entry names exactly the objects that were checked.
-            if kwargs:
-                key = _signature(args, kwargs)
-            else:
-                key = tuple([
-                    (a.shape, a.dtype) if isinstance(a, torch.Tensor)
-                    else (type(a), a) if isinstance(a, _PLAIN) else id(a)
-                    for a in args
-                ])
-            entry = seen.get(key)
-            if entry is not None and entry[0] == _State.generation:
-                for ref in entry[1]:
-                    if ref() is None:
-                        break  # an object it names died; its id may be reused: check again
-                else:
-                    return fn(*args, **kwargs)
+            key = _signature(args, kwargs)
+            if trusted(key):
+                return fn(*args, **kwargs)
         if checked is None:
             checked = _typechecked(fn)
         try:
@@ -102,11 +105,7 @@ def shaped(fn: F) -> F:
         except _check_errors() as err:
             raise _explain(fn, args, kwargs, err) from None
         if mode == "once":
-            refs = _weak_refs(args, kwargs)
-            if refs is not None:
-                if len(seen) >= _ONCE_LIMIT:
-                    seen.clear()
-                seen[key] = (_State.generation, refs)
+            remember(key, args, kwargs)
         return out
 
     wrapper.__shapekit_shaped__ = True  # type: ignore[attr-defined]
@@ -127,6 +126,63 @@ def _signature(args: tuple, kwargs: dict) -> tuple:
 
 
 _PLAIN = (int, float, str, bool, type(None))
+
+
+def _compiled_call(fn, args: tuple, kwargs: dict, trusted, remember) -> Any:
+    """A checked call while ``torch.compile`` traces it.
+
+    beartype and jaxtyping cannot be traced, so the checks run outside the graph, at run time,
+    on the real tensors (a graph break before and after the body; the body itself is compiled):
+    the verdicts and messages are the eager ones. In mode ``"off"`` nothing breaks the graph, so
+    ``fullgraph=True`` works there.
+    """
+    if _compat.mode_while_compiling() == "off":
+        return fn(*args, **kwargs)
+    memo = _check_inputs(fn, args, kwargs, trusted)
+    out = fn(*args, **kwargs)
+    if memo is not None:
+        _check_output(fn, args, kwargs, out, memo, remember)
+    return out
+
+
+@_compat.run_outside_graph
+def _check_inputs(fn, args: tuple, kwargs: dict, trusted) -> _dims.Memo | None:
+    """Check the arguments; the dims they bind, or None when "once" trusts this signature."""
+    mode = current_mode()
+    if mode == "off" or (mode == "once" and trusted(_signature(args, kwargs))):
+        return None
+    memo = _dims.Memo()
+    arguments, hints, where, owner = _call_context(fn, args, kwargs)
+    for name, value in arguments.items():
+        hint = hints.get(name)
+        if hint is not None:
+            error = _check_one(name, value, hint, memo, arguments, where, owner)
+            if error is not None:
+                raise error
+    return memo
+
+
+@_compat.run_outside_graph
+def _check_output(fn, args: tuple, kwargs: dict, out: Any, memo: _dims.Memo, remember) -> None:
+    arguments, hints, where, owner = _call_context(fn, args, kwargs)
+    hint = hints.get("return")
+    if hint is not None:
+        error = _check_one("the output", out, hint, memo, arguments, where, owner)
+        if error is not None:
+            raise error
+    if current_mode() == "once":
+        remember(_signature(args, kwargs), args, kwargs)
+
+
+def _call_context(fn, args: tuple, kwargs: dict) -> tuple[dict, dict, str, Any]:
+    """The bound arguments, the annotations, how to name the function, and its module (if any)."""
+    bound = inspect.signature(fn).bind(*args, **kwargs)
+    bound.apply_defaults()
+    owner = args[0] if args and isinstance(args[0], torch.nn.Module) else None
+    where = type(owner).__name__ if owner is not None else f"{fn.__name__}()"
+    if owner is not None and fn.__name__ != "forward":
+        where += f".{fn.__name__}()"
+    return dict(bound.arguments), _hints(fn), where, owner
 
 
 def _plain(value: Any) -> Any:
@@ -210,14 +266,7 @@ def shape_text(shape: tuple[int, ...] | torch.Size) -> str:
 
 def _explain(fn: Callable[..., Any], args: tuple, kwargs: dict, err: BaseException) -> ShapeError:
     """Find the failing argument (or the return value) and build one ShapeError."""
-    bound = inspect.signature(fn).bind(*args, **kwargs)
-    bound.apply_defaults()
-    arguments = dict(bound.arguments)
-    hints = _hints(fn)
-    owner = args[0] if args and isinstance(args[0], torch.nn.Module) else None
-    where = type(owner).__name__ if owner is not None else f"{fn.__name__}()"
-    if owner is not None and fn.__name__ != "forward":
-        where += f".{fn.__name__}()"
+    arguments, hints, where, owner = _call_context(fn, args, kwargs)
     memo = _dims.Memo()
     candidates = [(name, value, hints.get(name)) for name, value in arguments.items()]
     violation = err.__cause__ or err.__context__ or err

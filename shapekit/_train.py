@@ -11,7 +11,6 @@ resumed run restores the generator state (``TrainResult.rng_state``) and continu
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 import threading
@@ -23,9 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._arith import add_scaled_
 from ._data import Splits
-from .nn._sequential import direct_call
+from ._modes import checks, get_checks
 
 __all__ = ["TrainResult", "evaluate", "lr_at", "train"]
 
@@ -85,16 +83,21 @@ def train(
     on_step: Callable[[int, float], None] | None = None,
     start_step: int = 0,
     lossi: list[float] | None = None,
+    compile: bool = False,
 ) -> TrainResult:
     """Train ``model`` in place on ``splits.Xtr (N, T) -> splits.Ytr (N,)`` from ``start_step`` up
     to ``steps`` with the lecture's SGD loop; returns a ``TrainResult``.
 
     Each step: ``ix = torch.randint(0, N, (batch_size,))``, ``logits = model(Xtr[ix])`` ``(B, 27)``,
-    cross-entropy, grads to None, backward, ``p.data += -lr * p.grad`` (:func:`sgd_update`), then
-    the step's log10 loss is appended to ``lossi`` (pass the earlier run's list to continue it)
-    and ``on_step(step, loss)`` is called. Ctrl-C (SIGINT) is deferred to the end of the current
-    step: training stops there with ``interrupted=True`` and a consistent model. A
-    ``KeyboardInterrupt`` raised by ``on_step`` does the same.
+    cross-entropy, grads to None, backward, ``p.data += -lr * p.grad``, then the step's log10 loss
+    is appended to ``lossi`` (pass the earlier run's list to continue it) and ``on_step(step,
+    loss)`` is called. Ctrl-C (SIGINT) is deferred to the end of the current step: training stops
+    there with ``interrupted=True`` and a consistent model. A ``KeyboardInterrupt`` raised by
+    ``on_step`` does the same.
+
+    ``compile=True`` runs the forward, backward and update through ``torch.compile`` (see
+    :func:`compiled_step`): faster after the first steps, which compile, and equal to the eager
+    loop up to float rounding. The default, eager, reproduces the lecture's numbers bit for bit.
 
     >>> import torch
     >>> from shapekit import make_splits
@@ -110,24 +113,30 @@ def train(
     parameters = list(model.parameters())
     lossi = [] if lossi is None else lossi
     model.train()
+    fast_step = compiled_step(model, parameters) if compile else None
     stop = _SigintFlag()
     reporter = _Reporter(steps, start_step) if progress else None
     step, interrupted = start_step, False
-    backward = None  # chosen at the first loss
     start = time.perf_counter()
     with stop:
         try:
             for i in range(start_step, steps):
                 ix = torch.randint(0, Xtr.shape[0], (batch_size,))
                 Xb, Yb = Xtr[ix], Ytr[ix]  # (B, T), (B,)
-                logits = direct_call(model)(Xb)  # (B, 27)
-                loss = F.cross_entropy(logits, Yb)
-                for p in parameters:
-                    p.grad = None
-                if backward is None:
-                    backward = backward_runner(loss)
-                backward(loss)
-                sgd_update(parameters, lr_at(i, lr=lr, lr_final=lr_final, decay_at=decay_at))
+                rate = lr_at(i, lr=lr, lr_final=lr_final, decay_at=decay_at)
+                if fast_step is None:
+                    # forward pass
+                    logits = model(Xb)  # (B, 27)
+                    loss = F.cross_entropy(logits, Yb)
+                    # backward pass
+                    for p in parameters:
+                        p.grad = None
+                    loss.backward()
+                    # update
+                    for p in parameters:
+                        p.data += -rate * p.grad
+                else:
+                    loss = fast_step(Xb, Yb, rate)
                 lossi.append(loss.log10().item())
                 step = i + 1
                 if reporter is not None:
@@ -146,65 +155,53 @@ def train(
     return TrainResult(step, lossi, torch.get_rng_state(), seconds, interrupted, start_step)
 
 
-def sgd_update(parameters: list[torch.nn.Parameter], rate: float) -> None:
-    """The lecture's update ``p.data += -rate * p.grad`` for every parameter that has a gradient,
-    in one batched call instead of two tensor operations per parameter, bit for bit the same
-    (see ``shapekit._arith``).
+def compiled_step(
+    model: torch.nn.Module, parameters: list[torch.nn.Parameter]
+) -> Callable[[Tensor, Tensor, float], Tensor]:
+    """One step of the lecture's loop, ``(Xb (B, T), Yb (B,), lr) -> loss ()``, with the model's
+    forward and backward compiled by ``torch.compile`` and the update compiled into one kernel:
+    the same arithmetic as the eager loop, rounded in another order.
+
+    Shape checks: the first step with each batch shape runs eagerly, in the current check mode,
+    so every shape the training inputs produce is checked before anything is compiled. Training
+    feeds the same shapes at every step, so in the default mode ``"once"`` the compiled steps
+    after it skip the checks without losing any (the trust "once" gives eagerly). In ``"always"``
+    every compiled step is checked too (a graph break around each checked layer).
 
     >>> import torch
-    >>> w = torch.nn.Parameter(torch.ones(3, 2)); w.grad = torch.full((3, 2), 2.0)
-    >>> sgd_update([w], 0.1); w.data[0]  # 1 - 0.1 * 2
-    tensor([0.8000, 0.8000])
+    >>> from shapekit._models import build_model
+    >>> model = build_model("context8")
+    >>> step = compiled_step(model, list(model.parameters()))
+    >>> X, Y = torch.zeros(32, 8, dtype=torch.long), torch.zeros(32, dtype=torch.long)
+    >>> float(step(X, Y, 0.1)) > 0  # eager and checked: the first step with these shapes
+    True
     """
-    grads = [p.grad for p in parameters]
-    with torch.no_grad():
-        try:
-            add_scaled_(parameters, grads, -rate)
-        except TypeError:  # a parameter the loss did not reach has no gradient: leave it be
-            kept = [(p, g) for p, g in zip(parameters, grads, strict=True) if g is not None]
-            add_scaled_([p for p, _ in kept], [g for _, g in kept], -rate)
+    compiled_model = torch.compile(model)
 
+    @torch.compile
+    def update(rate: float) -> None:
+        for p in parameters:
+            p.data += -rate * p.grad
 
-def backward_runner(loss: Tensor) -> Callable[[Tensor], None]:
-    """How this loop runs backward from losses like ``loss`` (a scalar): ``Tensor.backward``,
-    or, for a plain CPU tensor, torch's autograd engine called directly with a kept seed of 1.
+    def step(Xb: Tensor, Yb: Tensor, rate: float) -> Tensor:
+        shapes = (Xb.shape, Xb.dtype, Yb.shape)
+        first = shapes not in checked
+        mode = get_checks()
+        with checks("off" if mode == "once" and not first else mode):
+            loss = F.cross_entropy((model if first else compiled_model)(Xb), Yb)
+            for p in parameters:
+                p.grad = None
+            loss.backward()
+            if first:
+                for p in parameters:
+                    p.data += -rate * p.grad
+            else:
+                update(rate)
+        checked.add(shapes)
+        return loss.detach()
 
-    The engine does the same work either way (the same nodes, hooks and anomaly checks; the
-    gradients are bit-identical). What the direct call skips is ``torch.autograd.backward``'s
-    per-call Python: argument normalisation, a fresh ``ones_like`` seed, a logging-level lookup
-    and a context copy that only device threads (CUDA) use; about 1.5% of a training step of the
-    lecture's model. Tensor subclasses, other devices, debug logging of autograd, and a torch
-    without the engine handle keep ``Tensor.backward``.
-
-    >>> import torch
-    >>> w = torch.ones(3, requires_grad=True)
-    >>> loss = (2 * w).sum()  # () scalar
-    >>> backward_runner(loss)(loss); w.grad
-    tensor([2., 2., 2.])
-    """
-    engine = getattr(torch.autograd.Variable, "_execution_engine", None)
-    autograd_log = getattr(torch.autograd.graph, "log", None)
-    if (
-        engine is None
-        or type(loss) is not Tensor
-        or loss.ndim != 0
-        or loss.device.type != "cpu"
-        or (isinstance(autograd_log, logging.Logger) and autograd_log.isEnabledFor(logging.DEBUG))
-    ):
-        return Tensor.backward
-    seed = (torch.ones_like(loss),)  # the gradient of the loss with respect to itself
-
-    def run(loss: Tensor) -> None:
-        engine.run_backward(
-            (loss,), seed, False, False, (), allow_unreachable=True, accumulate_grad=True
-        )
-
-    try:  # confirm the engine takes this call, on a throwaway graph, before the loop relies on it
-        probe = torch.zeros((), dtype=loss.dtype, requires_grad=True)
-        run(probe * 1)
-    except (TypeError, RuntimeError):
-        return Tensor.backward
-    return run
+    checked: set[tuple] = set()  # batch shapes whose eager step passed the checks
+    return step
 
 
 @torch.no_grad()

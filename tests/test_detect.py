@@ -280,7 +280,8 @@ class TestBufferShapeChange:
         assert bn.running_mean.shape == (1, 4, 68)
         text = str(found[0])
         assert text.startswith("tests/_lecture.py:") and " self.running_mean " in text
-        assert "UserBuggyBatchNorm1d.running_mean (a registered buffer) to keep its shape (68,)" in text
+        assert ("UserBuggyBatchNorm1d.running_mean (a registered buffer) to keep its shape (68,)"
+                in text)
         assert "got (1, 4, 68) after a forward" in text
 
     def test_catches_a_parameter_replaced_behind_the_modules_back(self):

@@ -172,7 +172,12 @@ def test_trains_with_sgd():
         ((0,), {}, "BatchNorm1d(dim=0): dim must be a positive int"),
         ((6.0,), {}, "BatchNorm1d(dim=6.0): dim must be a positive int"),
         ((6,), {"momentum": 1.5}, "BatchNorm1d(momentum=1.5): momentum must be in [0, 1]"),
-        ((6,), {"eps": -1e-5}, "BatchNorm1d(eps=-1e-05): eps must be >= 0"),
+        *(
+            ((6,), {"eps": eps}, f"BatchNorm1d(eps={eps!r}): eps must be > 0 (a channel that is "
+             "constant over the batch has variance 0, and x / sqrt(0 + eps) needs eps > 0); the "
+             "default is 1e-5")
+            for eps in (-1e-5, 0.0, float("nan"))
+        ),
     ],
 )
 def test_constructor_validates(args, kwargs, message):

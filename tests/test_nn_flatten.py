@@ -121,10 +121,9 @@ def test_other_rank_and_dtype_messages():
 
 
 @pytest.mark.parametrize(("n", "T"), [(2, 8), (8, 8), (4, 8), (1, 3)])
-def test_replayed_layout_equals_einops_every_call(n, T):
-    """The first call per input shape runs einops; later calls replay its layout as a reshape."""
+def test_equals_einops_and_is_a_view(n, T):
     layer = FlattenConsecutive(n)
-    for seed in range(3):  # the first call plans, the next ones replay
+    for seed in range(3):
         x = torch.randn(5, T, 6, generator=torch.Generator().manual_seed(seed))
         expected = rearrange(x, "b (t n) c -> b t (n c)", n=n)
         if n == T:
@@ -132,29 +131,25 @@ def test_replayed_layout_equals_einops_every_call(n, T):
         out = layer(x)
         assert out.shape == expected.shape and torch.equal(out, expected)
         assert out.data_ptr() == x.data_ptr()  # a view of x, never a copy
-    assert list(layer._layouts) == [torch.Size([5, T, 6])]
 
 
-def test_replay_of_a_non_contiguous_input_copies_in_the_right_order():
+def test_a_non_contiguous_input_is_copied_in_the_right_order():
     layer = FlattenConsecutive(2)
-    layer(torch.randn(3, 8, 4))  # plan the (3, 8, 4) layout on a contiguous tensor
     x = torch.randn(3, 4, 8).transpose(1, 2)  # (3, 8, 4), not contiguous
     assert torch.equal(layer(x), rearrange(x, "b (t n) c -> b t (n c)", n=2))
 
 
-def test_replayed_gradient_is_the_inverse_reshape():
+def test_gradient_of_a_batch_is_the_inverse_reshape():
     layer = FlattenConsecutive(2)
-    layer(torch.randn(2, 4, 3))
     x = torch.randn(2, 4, 3, requires_grad=True)
     upstream = torch.randn(2, 2, 6)
     layer(x).backward(upstream)
     assert torch.equal(x.grad, upstream.reshape(2, 4, 3))
 
 
-def test_remembered_layouts_stay_bounded_and_out_of_the_state_dict():
+def test_any_batch_size_no_state_and_a_copy_works():
     layer = FlattenConsecutive(2)
-    for batch in range(1, 200):
+    for batch in range(1, 20):
         assert layer(torch.randn(batch, 4, 3)).shape == (batch, 2, 6)
-    assert 0 < len(layer._layouts) <= 64
     assert layer.state_dict() == {}
     assert torch.equal(copy.deepcopy(layer)(torch.ones(2, 4, 3)), torch.ones(2, 2, 6))

@@ -5,8 +5,13 @@
 Serves the site on 127.0.0.1, opens each page in headless Chromium (Debian's ``chromium``, driven
 over the DevTools protocol with ``websocket-client``), and asserts: no console errors or uncaught
 exceptions, no failed requests, every internal link answers 200 (and its ``#fragment`` exists),
-every image loaded. Screenshots go to ``<pytest tmp>/site-screenshots`` (or
-``$SHAPEKIT_SCREENSHOTS``).
+every image loaded. Then the layout, at a 1400 px desktop window and a 390 px phone (2x pixels):
+nothing is cut off at the right edge. Every code or output block and every table either fits its
+box (``scrollWidth <= clientWidth``), or wraps, or scrolls with the visible cue that
+``docs/stylesheets/extra.css`` draws (a shadow at the edge with more content, marked by
+``--shapekit-scroll-cue``); no element sticks out of the content column; the page never scrolls
+sideways; and no raster image is shown larger than its pixels (at the device's pixel ratio).
+Screenshots go to ``<pytest tmp>/site-screenshots`` (or ``$SHAPEKIT_SCREENSHOTS``).
 """
 
 from __future__ import annotations
@@ -36,7 +41,10 @@ from test_docs import build_site
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-quic", "--remote-debugging-port=0", "--window-size=1280,900"]
+         "--disable-quic", "--remote-debugging-port=0", "--window-size=1400,900"]
+# (width, height, device pixel ratio, mobile): a desktop window and a phone
+DESKTOP = (1400, 900, 1, False)
+PHONE = (390, 844, 2, True)
 
 pytestmark = [
     pytest.mark.docs,
@@ -82,8 +90,14 @@ class Browser:
         self.session = attached["sessionId"]
         for domain in ("Page", "Runtime", "Log", "Network"):
             self.call(f"{domain}.enable", session=True)
-        self.call("Emulation.setDeviceMetricsOverride", session=True, width=1280, height=900,
-                  deviceScaleFactor=1, mobile=False)
+        self.resize(DESKTOP)
+
+    def resize(self, screen: tuple[int, int, int, bool]) -> None:
+        """Emulate a screen: ``(width, height, device pixel ratio, mobile)``."""
+        width, height, ratio, mobile = screen
+        self.width = width
+        self.call("Emulation.setDeviceMetricsOverride", session=True, width=width, height=height,
+                  deviceScaleFactor=ratio, mobile=mobile)
 
     def call(self, method: str, session: bool = False, **params: object) -> dict:
         """Send one command and wait for its reply; events that arrive meanwhile are kept."""
@@ -142,7 +156,7 @@ class Browser:
         height = min(int(self.evaluate("document.documentElement.scrollHeight")), 6000)
         shot = self.call("Page.captureScreenshot", session=True, format="png",
                          captureBeyondViewport=True,
-                         clip={"x": 0, "y": 0, "width": 1280, "height": height, "scale": 1})
+                         clip={"x": 0, "y": 0, "width": self.width, "height": height, "scale": 1})
         path.write_bytes(b64decode(shot["data"]))
 
     def close(self) -> None:
@@ -222,6 +236,52 @@ def status(url: str) -> int:
         return err.code
 
 
+# What is cut off on the page shown: one line per problem. A block or table that overflows its box
+# must wrap or scroll with the cue; the cue is the style extra.css sets (overflow-x auto, the
+# scroll-shadow gradients and --shapekit-scroll-cue), read back from the computed style.
+CUT_OFF = r"""(() => {
+  const problems = [], scrolled = [];
+  const column = document.querySelector(".md-content__inner");
+  const right = column ? column.getBoundingClientRect().right : window.innerWidth;
+  const name = el => `${el.tagName.toLowerCase()} "${el.textContent.trim().slice(0, 50)}"`;
+  const cued = el => {
+    const style = getComputedStyle(el);
+    return style.getPropertyValue("--shapekit-scroll-cue").trim() === "1"
+      && ["auto", "scroll"].includes(style.overflowX)
+      && style.backgroundImage.includes("radial-gradient");
+  };
+  for (const el of document.querySelectorAll(".md-content pre > code, .md-content table")) {
+    if (!el.getClientRects().length) continue;  // not rendered (a closed <details>)
+    const over = el.scrollWidth - el.clientWidth;
+    if (over > 1) {
+      if (cued(el)) scrolled.push(name(el));
+      else problems.push(`${name(el)} overflows by ${over}px with no scroll cue`);
+    }
+    const box = el.getBoundingClientRect();
+    if (box.right > right + 1)
+      problems.push(`${name(el)} sticks out of the column by ${Math.round(box.right - right)}px`);
+  }
+  const page = document.documentElement;
+  if (page.scrollWidth > page.clientWidth + 1)
+    problems.push(`the page scrolls sideways by ${page.scrollWidth - page.clientWidth}px`);
+  for (const img of document.querySelectorAll(".md-content img")) {
+    const src = img.currentSrc || img.src;
+    if (/\.svg([?#]|$)|^data:image\/svg/.test(src) || !img.naturalWidth) continue;
+    const shown = img.getBoundingClientRect().width * devicePixelRatio;
+    if (img.naturalWidth + 1 < shown)
+      problems.push(`image ${src.slice(-60)} is ${img.naturalWidth}px wide, shown at ` +
+                    `${Math.round(shown)} device px: blurred`);
+  }
+  return {problems, scrolled};
+})()"""
+
+
+def cut_off(browser: Browser) -> tuple[list[str], list[str]]:
+    """(what is cut off on the page shown, the blocks that scroll with a cue)."""
+    found = browser.evaluate(CUT_OFF)
+    return found["problems"], found["scrolled"]
+
+
 def test_every_page_opens_cleanly_in_chromium(
     served: tuple[str, Path], browser: Browser, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -243,10 +303,11 @@ def test_every_page_opens_cleanly_in_chromium(
         for href in hrefs:
             if urlparse(href).netloc == urlparse(base).netloc:
                 links.setdefault(href, set()).add(path)
+        found += cut_off(browser)[0]
         if found:
             problems[path] = found
         browser.screenshot(shots / ((path.strip("/").replace("/", "_") or "home") + ".png"))
-    assert not problems, f"pages with problems (screenshots in {shots}): {problems}"
+    assert not problems, f"pages with problems at 1400 px (screenshots in {shots}): {problems}"
 
     broken = {}
     for href, sources in sorted(links.items()):
@@ -261,3 +322,25 @@ def test_every_page_opens_cleanly_in_chromium(
                 broken[href] = f"no #{fragment} on the page (linked from {sorted(sources)[:3]})"
     assert not broken, f"broken internal links: {broken}"
     assert len(list(shots.glob("*.png"))) == len(visited)
+
+
+def test_nothing_is_cut_off_on_a_phone(
+    served: tuple[str, Path], browser: Browser, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The same pages at 390 px, 2x pixels: what does not fit wraps or scrolls with its cue."""
+    base, site = served
+    shots = Path(os.environ.get("SHAPEKIT_SCREENSHOTS")
+                 or tmp_path_factory.getbasetemp() / "site-screenshots") / "phone"
+    shots.mkdir(parents=True, exist_ok=True)
+    browser.resize(PHONE)
+    try:
+        problems = {}
+        for path in pages(site):
+            browser.visit(base + path)
+            found = cut_off(browser)[0]
+            if found:
+                problems[path] = found
+            browser.screenshot(shots / ((path.strip("/").replace("/", "_") or "home") + ".png"))
+    finally:
+        browser.resize(DESKTOP)
+    assert not problems, f"pages with problems at 390 px (screenshots in {shots}): {problems}"

@@ -172,50 +172,6 @@ def test_training_steps_load_no_heavy_modules():
     assert out.stdout.strip() == "[]"
 
 
-def _loss_of(model, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    X, Y = torch.randint(0, 27, (16, 8), generator=g), torch.randint(0, 27, (16,), generator=g)
-    return torch.nn.functional.cross_entropy(model(X), Y)
-
-
-def test_direct_backward_gives_tensor_backwards_gradients_and_runs_hooks():
-    from shapekit._train import backward_runner
-
-    grads = []
-    for direct in (False, True):
-        torch.manual_seed(42)
-        model = build_model("wavenet")
-        seen: list[str] = []
-        model[3].register_full_backward_hook(lambda m, gin, gout, seen=seen: seen.append("module"))
-        loss = _loss_of(model)
-        loss.grad_fn.register_hook(lambda gin, gout, seen=seen: seen.append("node"))
-        run = backward_runner(loss) if direct else torch.Tensor.backward
-        assert (run is torch.Tensor.backward) is not direct
-        run(loss)
-        assert seen == ["node", "module"]
-        grads.append([p.grad for p in model.parameters()])
-        with pytest.raises(RuntimeError, match="backward through the graph a second time"):
-            run(loss)  # the graph is freed after use, as with loss.backward()
-    assert all(torch.equal(a, b) for a, b in zip(*grads, strict=True))
-
-
-def test_backward_runner_keeps_tensor_backward_where_the_direct_call_does_not_apply(caplog):
-    import logging
-
-    from shapekit._train import backward_runner
-
-    w = torch.ones(3, requires_grad=True)
-    assert backward_runner(w * 2) is torch.Tensor.backward  # not a scalar
-
-    class Tagged(torch.Tensor):
-        pass
-
-    assert backward_runner((w * 2).sum().as_subclass(Tagged)) is torch.Tensor.backward
-    with caplog.at_level(logging.DEBUG, logger=torch.autograd.graph.log.name):
-        assert backward_runner((w * 2).sum()) is torch.Tensor.backward  # autograd's debug log
-    assert backward_runner((w * 2).sum()) is not torch.Tensor.backward
-
-
 def test_train_calls_the_model_through_its_hooks(few_names):
     torch.manual_seed(42)
     model = build_model("wavenet")

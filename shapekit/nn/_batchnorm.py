@@ -6,13 +6,10 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from .._arith import add_scaled_
+from .. import _torch_compat as _compat
 from .._errors import ShapeError
 from .._shaped import Failure, shape_text, shaped
 from ._guards import dtype_error
-
-# The axes the statistics are taken over, for the usual ranks: (B, C) and channels-last (B, T, C).
-_REDUCE = {2: (0,), 3: (0, 1)}
 
 
 class BatchNorm1d(torch.nn.Module):
@@ -49,49 +46,70 @@ class BatchNorm1d(torch.nn.Module):
             raise ValueError(f"BatchNorm1d(dim={dim!r}): dim must be a positive int")
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"BatchNorm1d(momentum={momentum!r}): momentum must be in [0, 1]")
-        if eps < 0:
-            raise ValueError(f"BatchNorm1d(eps={eps!r}): eps must be >= 0")
+        if not eps > 0:  # torch refuses it too: a constant channel would divide 0 by 0
+            raise ValueError(
+                f"BatchNorm1d(eps={eps!r}): eps must be > 0 (a channel that is constant over the "
+                "batch has variance 0, and x / sqrt(0 + eps) needs eps > 0); the default is 1e-5"
+            )
         self.dim, self.eps, self.momentum, self.unbiased = dim, eps, momentum, unbiased
         self.gamma = torch.nn.Parameter(torch.ones(dim))
         self.beta = torch.nn.Parameter(torch.zeros(dim))
         self.register_buffer("running_mean", torch.zeros(dim))
         self.register_buffer("running_var", torch.ones(dim))
-        self._update: _RunningUpdate | None = None  # made by the first training call
 
     @shaped
     def forward(
         self, x: Float[Tensor, "batch *time {self.dim}"]
     ) -> Float[Tensor, "batch *time {self.dim}"]:
-        # Parameters and buffers come from their dicts: `self.gamma` goes through
-        # nn.Module.__getattr__, which costs more than an elementwise op's overhead here.
-        gamma, beta = self._parameters["gamma"], self._parameters["beta"]
-        running_mean, running_var = self._buffers["running_mean"], self._buffers["running_var"]
-        if x.dtype != gamma.dtype:
-            raise dtype_error(self, "x", x, gamma.dtype)
-        training = self.training
-        if training:
+        x = self._cast_input(x)
+        if self.training:
             if x.numel() // x.shape[-1] < 2:
                 raise self._single_example(x)
-            dims = _REDUCE.get(x.ndim) or tuple(range(x.ndim - 1))  # every axis but the channels
-            # keepdim, as in the lecture: (1, 1, C) statistics broadcast without a reshape, and
-            # their backward needs no unsqueeze (a dozen fewer autograd steps per training step).
-            xmean = x.mean(dims, keepdim=True)  # (1, ..., 1, C)
-            xvar = x.var(dims, keepdim=True, unbiased=self.unbiased)  # (1, ..., 1, C)
-            update = self._update
-            if update is None or not update.fits(self, x, running_mean, running_var):
-                update = self._update = _RunningUpdate(self, x, running_mean, running_var)
-            eps = update.eps
+            dims = tuple(range(x.ndim - 1))  # every axis but the channels: (0,) or (0, 1)
+            xmean = x.mean(dims, keepdim=True)  # (1, C) or (1, 1, C): batch mean
+            xvar = x.var(dims, keepdim=True, unbiased=self.unbiased)  # batch variance
         else:
-            xmean, xvar, eps = running_mean, running_var, self.eps
-        xhat = (x - xmean) / torch.sqrt(xvar + eps)
-        out = gamma * xhat + beta
-        if training:
-            # running = (1 - momentum) * running + momentum * batch, both statistics in two calls
-            # (bit-identical to the lecture's separate operations: see shapekit._arith).
+            xmean, xvar = self.running_mean, self.running_var  # (C,)
+        xhat = (x - xmean) / torch.sqrt(xvar + self.eps)  # normalise to unit variance
+        out = self.gamma * xhat + self.beta  # (batch, *time, C)
+        if self.training:
+            # The running variance is Bessel-corrected either way, as in torch.
             batch_var = xvar if self.unbiased else x.var(dims, keepdim=True)
-            update.decay_()
-            add_scaled_(update.views, [xmean.detach(), batch_var.detach()], self.momentum)
+            with torch.no_grad():
+                m = self.momentum
+                # The lecture's update, written into the (C,) buffers so that they keep their
+                # shape (and stay the tensors that state_dict and optimisers hold).
+                try:
+                    self.running_mean.copy_((1 - m) * self.running_mean + m * xmean.view(-1))
+                    self.running_var.copy_((1 - m) * self.running_var + m * batch_var.view(-1))
+                except RuntimeError as err:
+                    if "vmap" not in str(err):
+                        raise
+                    raise self._vmapped_training(x) from None
         return out
+
+    def _vmapped_training(self, x: Tensor) -> ShapeError:
+        return ShapeError(
+            expected="running statistics with a vmapped axis, to train under torch.func.vmap",
+            got=f"x batched by vmap, buffers running_mean and running_var {shape_text((self.dim,))}"
+            " shared by every vmapped model",
+            where="BatchNorm1d",
+            note="each vmapped call would write its own batch statistics into the same buffers",
+            fix="call model.eval() to use the running statistics, or vmap over stacked copies: "
+            "params, buffers = torch.func.stack_module_state(models), then "
+            "torch.func.vmap(lambda p, b, x: torch.func.functional_call(model, (p, b), (x,)))",
+        )
+
+    def _cast_input(self, x: Tensor) -> Tensor:
+        """``x``, or, under ``torch.autocast``, ``x`` in the parameters' dtype: autocast hands a
+        matmul's output over in bfloat16/float16, and normalisation runs in float32 there (as
+        autocast runs torch's own normalisation layers). Otherwise dtypes must agree."""
+        dtype = self.gamma.dtype
+        if x.dtype == dtype:
+            return x
+        if _compat.autocast_dtype(x.device.type) == x.dtype:
+            return x.to(dtype)
+        raise dtype_error(self, "x", x, dtype)
 
     def _single_example(self, x: Tensor) -> ShapeError:
         return ShapeError(
@@ -117,49 +135,3 @@ class BatchNorm1d(torch.nn.Module):
     def extra_repr(self) -> str:
         return f"{self.dim}, eps={self.eps}, momentum={self.momentum}, unbiased={self.unbiased}"
 
-
-class _RunningUpdate:
-    """What a training call of :class:`BatchNorm1d` needs besides the batch, made once and kept
-    while the buffers, the input's rank and dtype, ``eps`` and ``momentum`` stay the same:
-
-    - the running buffers as ``(1, ..., 1, C)`` views, which the keepdim batch statistics update
-      in place without a reshape of their own;
-    - ``eps`` and ``1 - momentum`` as 0-d tensors of the input's dtype. A Python float becomes a
-      tensor and is cast on every call; these hold the very value that cast gives, so results
-      are bit-identical. Other dtypes than float32/64 keep the floats (a half-precision 0-d
-      tensor would round eps differently from the float arithmetic torch uses for a scalar), and
-      are multiplied one by one (see ``decay_``).
-    """
-
-    __slots__ = ("decay", "dtype", "eps", "eps_value", "momentum_value", "ndim", "views")
-
-    def __init__(self, bn: BatchNorm1d, x: Tensor, running_mean: Tensor, running_var: Tensor):
-        self.ndim, self.dtype = x.ndim, x.dtype
-        self.eps_value, self.momentum_value = bn.eps, bn.momentum
-        shape = (1,) * (x.ndim - 1) + (-1,)
-        self.views = [running_mean.view(shape), running_var.view(shape)]
-        exact = x.dtype in (torch.float32, torch.float64) and running_mean.dtype == x.dtype
-        if exact and running_var.dtype == x.dtype:
-            self.eps = torch.tensor(bn.eps, dtype=x.dtype, device=x.device)
-            self.decay = torch.tensor(1 - bn.momentum, dtype=x.dtype, device=running_mean.device)
-        else:
-            self.eps, self.decay = bn.eps, 1 - bn.momentum
-
-    def decay_(self) -> None:
-        """running *= 1 - momentum, for both statistics."""
-        if isinstance(self.decay, Tensor):
-            torch._foreach_mul_(self.views, self.decay)
-        else:  # an in-place _foreach_mul_ by a float rounds otherwise than `*` in half precision
-            for view in self.views:
-                view.mul_(self.decay)
-
-    def fits(self, bn: BatchNorm1d, x: Tensor, running_mean: Tensor, running_var: Tensor) -> bool:
-        views = self.views
-        return (
-            views[0]._base is running_mean
-            and views[1]._base is running_var
-            and x.ndim == self.ndim
-            and x.dtype is self.dtype
-            and bn.eps == self.eps_value
-            and bn.momentum == self.momentum_value
-        )

@@ -6,8 +6,9 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from .. import _torch_compat as _compat
 from .._errors import ShapeError
-from .._modes import _State
+from .._modes import current_mode
 from .._shaped import Failure, shape_text, shaped
 
 
@@ -40,17 +41,25 @@ class Embedding(torch.nn.Module):
     def forward(
         self, idx: Int[Tensor, "batch *time"]  # noqa: F821 (a dim string, not `batch * time`)
     ) -> Float[Tensor, "batch *time {self.embedding_dim}"]:
-        # A negative index would silently wrap around to the last rows, so look before indexing.
-        # Values change from call to call, so "once" looks every time; "off" does not look.
-        if _State.mode != "off" and idx.numel() and int(idx.min()) < 0:
-            raise self._out_of_range(idx)
+        # A negative index would silently wrap around to the last rows, and one past the table
+        # fails deep inside torch, so look at the values first ("off" leaves it to torch).
+        if current_mode() != "off":
+            self._check_range(idx)
         if idx.dtype not in (torch.int32, torch.int64):
             idx = idx.long()  # torch indexes with int32/int64 only; int8/int16 indices are fine too
-        weight = self._parameters["weight"]  # the dict, not nn.Module.__getattr__ (hot path)
         try:
-            return weight[idx]  # the lecture's C[idx]; its backward is faster than F.embedding's
+            return self.weight[idx]  # the lecture's C[idx]: one row of weight per index
         except IndexError:
             raise self._out_of_range(idx) from None
+
+    @_compat.run_outside_graph  # under torch.compile: on the real indices, at run time
+    def _check_range(self, idx: Tensor) -> None:
+        """Raise :class:`ShapeError` for an index outside ``[0, num_embeddings)``. Skipped where
+        the values cannot be read (meta and fake tensors, torch.export, inside vmap)."""
+        if idx.numel() and _compat.values_visible(idx):
+            lo, hi = torch.aminmax(idx)
+            if lo < 0 or hi >= self.num_embeddings:
+                raise self._out_of_range(idx)
 
     def _out_of_range(self, idx: Tensor) -> ShapeError:
         lo, hi = int(idx.min()), int(idx.max())

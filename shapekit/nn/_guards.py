@@ -4,8 +4,24 @@ from __future__ import annotations
 
 import torch
 
+from .. import _torch_compat as _compat
 from .._errors import ShapeError
 from .._shaped import shape_text
+
+
+def cast_input(layer: torch.nn.Module, x: torch.Tensor, want: torch.dtype) -> torch.Tensor:
+    """``x`` if it has the layer's parameter dtype ``want``; under ``torch.autocast``, where ``x``
+    may be autocast's lower-precision output, ``x`` as it is (the matmul autocasts both operands)
+    for a Linear; otherwise the :func:`dtype_error`.
+
+    >>> import torch
+    >>> from shapekit.nn import Linear
+    >>> cast_input(Linear(4, 2), torch.ones(3, 4), torch.float32).dtype
+    torch.float32
+    """
+    if x.dtype == want or _compat.autocast_dtype(x.device.type) in (x.dtype, want):
+        return x
+    raise dtype_error(layer, "x", x, want)
 
 
 def dtype_error(

@@ -7,7 +7,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from .._shaped import Failure, shape_text, shaped
-from ._guards import dtype_error
+from ._guards import cast_input
 
 
 class Linear(torch.nn.Module):
@@ -48,14 +48,10 @@ class Linear(torch.nn.Module):
     def forward(
         self, x: Float[Tensor, "batch *time {self.fan_in}"]
     ) -> Float[Tensor, "batch *time {self.fan_out}"]:
-        # Read the parameters from their dict: `self.weight` goes through nn.Module.__getattr__,
-        # which costs more than the matmul's own Python overhead in this hot path.
-        weight, bias = self._parameters["weight"], self._parameters["bias"]
-        if x.dtype != weight.dtype:
-            raise dtype_error(self, "x", x, weight.dtype)
-        out = x @ weight  # matmul acts on the last axis; leading axes ride along
-        if bias is not None:
-            out = out + bias
+        x = cast_input(self, x, self.weight.dtype)
+        out = x @ self.weight  # (batch, *time, fan_out): matmul acts on the last axis
+        if self.bias is not None:
+            out = out + self.bias  # (fan_out,) broadcasts over every leading axis
         return out
 
     def _shape_fix(self, failure: Failure) -> str | None:
