@@ -115,8 +115,17 @@ print(" -> ".join("(B, " + ", ".join(map(str, s[1:])) + ")" for s in shapes[:3])
 # lecture's does, for plotting.
 
 # %%
+@torch.no_grad()  # no gradients: nothing here is trained
+def split_loss(X: torch.Tensor, Y: torch.Tensor) -> float:
+    """The lecture's split_loss: the whole split in one batch, in eval mode."""
+    model.eval()  # BatchNorm: the running statistics, not this batch's
+    logits = model(X)  # (N, 27)
+    model.train()
+    return F.cross_entropy(logits, Y).item()
+
+
 batch_size = 32
-lossi = []
+lossi, vali = [], []  # log10 batch loss of every step; (step, validation loss) now and then
 for i in range(STEPS):
     # a minibatch of 32 random contexts
     ix = torch.randint(0, splits.Xtr.shape[0], (batch_size,))
@@ -136,11 +145,34 @@ for i in range(STEPS):
     if i % (STEPS // 4) == 0:
         print(f"{i:7d}/{STEPS:7d}: {loss.item():.4f}")
     lossi.append(loss.log10().item())
+    if (i + 1) % (STEPS // 10) == 0:  # draws no random numbers: training is unchanged
+        vali.append((i + 1, split_loss(splits.Xdev, splits.Ydev)))
 
 first, last = 10 ** lossi[0], 10 ** (sum(lossi[-100:]) / 100)
 print(f"batch loss {first:.3f} at step 0, {last:.3f} over the last 100 steps")
 assert abs(first - math.log(27)) < 0.2  # the x0.1 last layer starts near a uniform guess
 assert last < first - 0.5
+
+# %% [markdown]
+# The lecture plots the batch loss averaged over groups of steps (`view(-1, 1000).mean(1)`; here
+# groups of `STEPS // 20`), since one batch's loss is noisy. The validation loss, measured on the
+# whole dev split as training went, follows it down: no overfitting yet at this size.
+
+# %%
+import matplotlib.pyplot as plt
+
+group = STEPS // 20
+train_curve = torch.tensor(lossi).view(-1, group).mean(1)  # (20,)
+fig, ax = plt.subplots(figsize=(7, 3.6))
+ax.plot([group * (k + 1) for k in range(len(train_curve))], 10 ** train_curve,
+        label=f"train: batch loss, mean of each {group} steps")
+ax.plot([s for s, _ in vali], [v for _, v in vali], "o-", label="validation: the dev split")
+ax.set_xlabel("step")
+ax.set_ylabel("cross-entropy loss")
+ax.legend()
+ax.grid(alpha=0.3)
+fig.tight_layout()
+assert vali[-1][1] < vali[0][1]  # validation loss fell while training
 
 # %% [markdown]
 # # Evaluation
@@ -149,14 +181,6 @@ assert last < first - 0.5
 # its running statistics instead of the statistics of the batch.
 
 # %%
-@torch.no_grad()  # no gradients: nothing here is trained
-def split_loss(X: torch.Tensor, Y: torch.Tensor) -> float:
-    model.eval()  # BatchNorm: the running statistics, not this batch's
-    logits = model(X)  # (N, 27): the whole split in one batch
-    model.train()
-    return F.cross_entropy(logits, Y).item()
-
-
 train_loss = split_loss(splits.Xtr, splits.Ytr)
 val_loss = split_loss(splits.Xdev, splits.Ydev)
 print(f"train {train_loss:.4f}  val {val_loss:.4f}")

@@ -12,8 +12,9 @@ weights compute every pair once and every position in one call, and give the sam
 # # A quickly trained hierarchical model
 #
 # The weights only need to be trained enough to be interesting: 1,000 steps of the lecture's loop
-# (written out in lesson 07; `shapekit.train` runs the same loop) are enough. `load_names()` finds makemore's names file, or falls back to the `names`
-# package's first names offline (and says so).
+# (written out in lesson 07; `shapekit.train` runs the same loop) are enough. `load_names()`
+# finds makemore's names file, or falls back to the `names` package's first names offline (and
+# says so).
 
 # %%
 import statistics

@@ -13,6 +13,7 @@ own names, the per-step log10 losses under ``_train.lossi`` and ``torch.get_rng_
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -25,16 +26,15 @@ from torch import Tensor
 from ._errors import DataError
 
 __all__ = [
-    "CHECKPOINT", "CONFIG", "METRICS", "Checkpoint", "atomic_write", "check_model_name",
-    "load_checkpoint",
-    "load_state_into", "read_json", "save_checkpoint", "write_json",
+    "CHECKPOINT", "CONFIG", "METRICS", "Checkpoint", "atomic_write", "check_against_config",
+    "check_model_name",
+    "load_checkpoint", "load_state_into", "read_json", "save_checkpoint", "tensor_digest",
+    "write_json",
 ]
 
 CHECKPOINT, CONFIG, METRICS, PLOT = "model.safetensors", "config.json", "metrics.json", "loss.png"
 FORMAT = "shapekit-checkpoint/1"
 _TRAIN = "_train."  # prefix of the training-state tensors, kept apart from the model's
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # os.umask can only read the process umask by setting it
 
 
 @dataclass
@@ -46,21 +46,65 @@ class Checkpoint:
     step: int
     lossi: list[float]
     rng_state: Tensor
+    run_id: str | None = None
+
+
+def tensor_digest(tensors: dict[str, Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes, in name order: one flipped bit
+    anywhere changes it.
+
+    >>> len(tensor_digest({"w": torch.zeros(2, 3)}))
+    64
+    """
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def atomic_write(path: Path, write) -> None:
     """Call ``write(tmp_path)`` on a temp file beside ``path``, then ``os.replace`` it into place:
-    an interruption leaves the old file or the new one, never half of one."""
+    an interruption leaves the old file or the new one, never half of one.
+
+    The temp file is flushed to disk before the rename and the rename before returning, so writes
+    made one after another (checkpoint, then metrics) reach the disk in that order. The file gets
+    the mode a plain ``open`` would give it (``0666`` minus the umask, 0644 usually).
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())  # after write: a writer may replace the temp file
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process umask (read at each write: it can change after import)."""
+    mask = os.umask(0o022)
+    os.umask(mask)  # os.umask can only read the umask by setting it
+    return mask
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # Windows cannot open a directory; its renames are durable enough
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -93,15 +137,19 @@ def read_json(path: Path, what: str) -> dict:
 
 def save_checkpoint(
     run_dir: Path, model: torch.nn.Module, *, model_name: str, step: int, lossi: list[float],
-    rng_state: Tensor,
+    rng_state: Tensor, run_id: str | None = None,
 ) -> Path:
-    """Save weights, buffers and training state to ``run_dir/model.safetensors`` atomically."""
+    """Save weights, buffers and training state to ``run_dir/model.safetensors`` atomically, with
+    the digest of all its tensors and the run's id in the metadata."""
     from safetensors.torch import save_file
 
-    tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     tensors[_TRAIN + "lossi"] = torch.tensor(lossi, dtype=torch.float32)
     tensors[_TRAIN + "rng_state"] = rng_state.clone()
-    metadata = {"format": FORMAT, "model": model_name, "step": str(step)}
+    metadata = {"format": FORMAT, "model": model_name, "step": str(step),
+                "digest": tensor_digest(tensors)}
+    if run_id is not None:
+        metadata["run_id"] = run_id
     path = Path(run_dir) / CHECKPOINT
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
     return path
@@ -136,9 +184,47 @@ def load_checkpoint(run_dir: Path) -> Checkpoint:
             f"{FORMAT!r} with a step and the training state); fix: pass a run directory written "
             "by 'shapekit train'"
         )
-    lossi = tensors.pop(_TRAIN + "lossi").tolist()
-    rng_state = tensors.pop(_TRAIN + "rng_state")
-    return Checkpoint(tensors, metadata.get("model", ""), int(metadata["step"]), lossi, rng_state)
+    damaged = f"fix: resume from an intact copy, or train it again with --out {run_dir} --force"
+    if "digest" in metadata and tensor_digest(tensors) != metadata["digest"]:
+        raise DataError(
+            f"{path}: the tensors do not match the digest recorded when it was saved (expected "
+            f"SHA-256 {metadata['digest'][:16]}..., got {tensor_digest(tensors)[:16]}...); the "
+            f"file was damaged or edited; {damaged}"
+        )
+    step = metadata["step"]
+    if not step.isdigit():
+        raise DataError(f"{path}: metadata 'step' is {step!r}; expected an integer >= 0; "
+                        f"{damaged}")
+    lossi, rng_state = tensors.pop(_TRAIN + "lossi"), tensors.pop(_TRAIN + "rng_state")
+    if lossi.dtype != torch.float32 or lossi.shape != (int(step),):
+        raise DataError(f"{path}: '_train.lossi' is {lossi.dtype} {tuple(lossi.shape)}; expected "
+                        f"float32 ({int(step)},), one loss per step done; {damaged}")
+    expected = torch.get_rng_state()
+    if rng_state.dtype != expected.dtype or rng_state.shape != expected.shape:
+        raise DataError(f"{path}: '_train.rng_state' is {rng_state.dtype} "
+                        f"{tuple(rng_state.shape)}; expected {expected.dtype} "
+                        f"{tuple(expected.shape)}, torch's generator state; {damaged}")
+    return Checkpoint(tensors, metadata.get("model", ""), int(step), lossi.tolist(), rng_state,
+                      metadata.get("run_id"))
+
+
+def check_against_config(ckpt: Checkpoint, config: dict, run_dir: Path) -> None:
+    """``DataError`` when the checkpoint is not the one of the run ``config`` describes: another
+    row's model, another run's id, or more steps than the run has."""
+    check_model_name(ckpt, config["model"], run_dir)
+    path = Path(run_dir) / CHECKPOINT
+    if config.get("run_id") is not None and ckpt.run_id != config["run_id"]:
+        raise DataError(
+            f"{path}: belongs to another run (run_id {ckpt.run_id!r}, but {CONFIG} has "
+            f"{config['run_id']!r}); expected the files of one run together; fix: put back this "
+            f"run's own model.safetensors, or train the run again with --out {run_dir} --force"
+        )
+    if ckpt.step > config["steps"]:
+        raise DataError(
+            f"{path}: metadata 'step' is {ckpt.step}, past the run's {config['steps']} steps in "
+            f"{CONFIG}; fix: resume from an intact copy, or train the run again with --out "
+            f"{run_dir} --force"
+        )
 
 
 def check_model_name(ckpt: Checkpoint, name: str, run_dir: Path) -> None:
@@ -170,6 +256,7 @@ def load_state_into(model: torch.nn.Module, state: dict[str, Tensor], where: Pat
             f"({'; '.join(problems)}); the checkpoint and its config come from different runs; "
             "fix: keep model.safetensors together with the config.json of the same run"
         )
+    state = {k: _exact(v, own[k], k, where) for k, v in state.items()}
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
@@ -178,3 +265,23 @@ def load_state_into(model: torch.nn.Module, state: dict[str, Tensor], where: Pat
             f"{where}: the buffers do not fit the model described by {CONFIG} ({first}); "
             "fix: keep model.safetensors together with the config.json of the same run"
         ) from None
+
+
+def _exact(saved: Tensor, own: Tensor, name: str, where: Path) -> Tensor:
+    """``saved`` in the dtype of the model's ``own`` tensor: converted only when no value changes,
+    and refused when not finite (a NaN weight makes every prediction NaN)."""
+    fix = "fix: resume from an intact copy, or train the run again with --out DIR --force"
+    if saved.dtype != own.dtype:
+        converted = saved.to(own.dtype)
+        kind_changed = saved.is_floating_point() != own.is_floating_point()  # an int64 weight
+        if kind_changed or not torch.equal(converted.to(saved.dtype), saved):
+            raise DataError(
+                f"{where}: {name} is stored as {saved.dtype}, expected {own.dtype} (what the model "
+                f"of {CONFIG} holds), and converting it would change its values; {fix}"
+            )
+        saved = converted
+    if saved.is_floating_point() and not torch.isfinite(saved).all():
+        bad = int((~torch.isfinite(saved)).sum())
+        raise DataError(f"{where}: {name} has {bad} NaN or infinite value(s); expected finite "
+                        f"weights; {fix}")
+    return saved

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 from pathlib import Path
 
 from ._argtypes import positive_int
@@ -38,22 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ._errors import DataError
-
-    try:
-        return _run(args)
-    except DataError as e:
-        print(f"shapekit reproduce: {e}", file=sys.stderr)
-        return 2
-
-
-def _run(args: argparse.Namespace) -> int:
-    from ._checkpoint import CHECKPOINT, CONFIG, METRICS, read_json
-    from ._cmd_train import train_in
-    from ._data import load_names
+    """Train the rows, then write the table; a ``DataError`` is one line and exit 2 (``main``)."""
     from ._errors import DataError
     from ._models import resolve_row
-    from ._run import make_config
 
     try:
         specs = [resolve_row(r) for r in args.rows.split(",") if r.strip()]
@@ -62,41 +48,54 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.publish:
         return _publish(out, specs, Path(args.publish))
-    out.mkdir(parents=True, exist_ok=True)
+    from ._runlock import run_lock
+
     data = f" --data {args.data}" if args.data else ""
     hint = (f"shapekit reproduce --rows {args.rows} --steps {args.steps} --out {out}{data} "
             "(finished rows are skipped)")
-    names = None
+    names = []  # loaded once, by the first row that trains
     for spec in specs:
-        run_dir = out / spec.name
-        metrics = read_json(run_dir / METRICS, "metrics") if (run_dir / METRICS).is_file() else {}
-        config = read_json(run_dir / CONFIG, "config") if (run_dir / CONFIG).is_file() else None
-        if metrics.get("finished") and metrics.get("steps") == args.steps:
-            print(f"row {spec.row} {spec.name}: already finished in {run_dir}, skipping")
-            continue
-        names = names or load_names(args.data)
-        resume = (config is not None and config["steps"] == args.steps
-                  and (run_dir / CHECKPOINT).is_file())
-        if resume:
-            config.update(threads=args.threads)
-            if config["data"]["sha256"] != names.sha256:
-                raise DataError(
-                    f"{run_dir}: was trained on data with SHA-256 {config['data']['sha256']}, but "
-                    f"the names loaded now have {names.sha256}; fix: pass --data with the same "
-                    "file, or another --out"
-                )
-        else:
-            for stale in (CHECKPOINT, CONFIG, METRICS):  # a run of another length: start afresh
-                (run_dir / stale).unlink(missing_ok=True)
-            config = make_config(spec, names, data_path=args.data, steps=args.steps,
-                                 threads=args.threads)
-        code = train_in(run_dir, config, names, resume=resume,
-                        command=f"shapekit reproduce [row {spec.row}]", resume_hint=hint)
+        with run_lock(out / spec.name, command="shapekit reproduce"):
+            code = _row(spec, out / spec.name, args, names, hint)
         if code:
             return code
     write_table(out)
     print((out / "table.md").read_text(encoding="utf-8"))
     return 0
+
+
+def _row(spec, run_dir: Path, args: argparse.Namespace, names: list, hint: str) -> int:
+    """Train (or resume, or skip) one row in ``run_dir``, whose lock the caller holds."""
+    from ._checkpoint import CHECKPOINT, CONFIG, METRICS
+    from ._cmd_train import _names, train_in
+    from ._errors import DataError
+    from ._run import make_config
+    from ._runfiles import read_config, read_metrics
+
+    config = read_config(run_dir) if (run_dir / CONFIG).is_file() else None
+    metrics = read_metrics(run_dir, config) if config is not None else {}
+    if metrics.get("finished") and metrics.get("steps") == args.steps:
+        print(f"row {spec.row} {spec.name}: already finished in {run_dir}, skipping")
+        return 0
+    if not names:
+        names.append(_names(args.data, None, run_dir))
+    resume = (config is not None and config.get("steps") == args.steps
+              and (run_dir / CHECKPOINT).is_file())
+    if resume:
+        config.update(threads=args.threads)
+        if config["data"]["sha256"] != names[0].sha256:
+            raise DataError(
+                f"{run_dir}: was trained on data with SHA-256 {config['data']['sha256']}, but "
+                f"the names loaded now have {names[0].sha256}; fix: pass --data with the same "
+                "file, or another --out"
+            )
+    else:
+        for stale in (METRICS, CHECKPOINT, CONFIG):  # a run of another length: start afresh
+            (run_dir / stale).unlink(missing_ok=True)
+        config = make_config(spec, names[0], data_path=args.data, steps=args.steps,
+                             threads=args.threads)
+    return train_in(run_dir, config, names[0], resume=resume,
+                    command=f"shapekit reproduce [row {spec.row}]", resume_hint=hint)
 
 
 def _publish(out: Path, specs: list, dest: Path) -> int:
@@ -140,13 +139,17 @@ def write_table(out: Path) -> list[dict]:
             "lecture_val": spec.lecture_val, "val_diff": round(m["val_loss"] - spec.lecture_val, 4),
             "steps": m["steps_done"], "minutes": round(m["wall_seconds"] / 60, 1),
             "threads": m["threads"], "torch": m["torch"], "data_sha256": m["data_sha256"],
+            "data_source": m.get("data_source"),
         })
         curves[spec.name] = load_checkpoint(out / spec.name).lossi
+    steps = sorted({r["steps"] for r in rows}) or [200_000]
+    flag = "" if steps == [200_000] else f" --steps {steps[0]}"
+    per_row = " or ".join(f"{n:,}" for n in steps)
     lines = [
         "# The lecture's performance log, reproduced",
         "",
-        "Regenerate: `shapekit reproduce --out runs/reproduce` (200,000 steps per row, lr 0.1 then "
-        "0.01 for the last quarter, batch 32, `torch.manual_seed(42)`).",
+        f"Regenerate: `shapekit reproduce{flag} --out {out}` ({per_row} steps per row, lr 0.1 "
+        "then 0.01 for the last quarter, batch 32, `torch.manual_seed(42)`).",
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),
@@ -160,6 +163,11 @@ def write_table(out: Path) -> list[dict]:
     if rows:
         lines += ["", f"torch {rows[0]['torch']}, {rows[0]['threads']} thread(s), names.txt "
                   f"SHA-256 `{rows[0]['data_sha256']}`."]
+    fallback = [r["model"] for r in rows if r["data_source"] == "fallback"]
+    if fallback:
+        lines += ["", f"**Note:** {', '.join(fallback)} trained on the offline fallback names of "
+                  "the `names` package, not makemore's names.txt: those losses are not comparable "
+                  "with the lecture's. Rerun with `--data /path/to/names.txt` for the real table."]
     text = "\n".join(lines) + "\n"
     atomic_write(out / "table.md", lambda tmp: tmp.write_text(text, encoding="utf-8"))
     write_json(out / "table.json", {"columns": list(COLUMNS), "rows": rows})

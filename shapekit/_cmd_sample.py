@@ -6,33 +6,27 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from ._argtypes import positive_int
+from ._argtypes import count
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, metavar="DIR",
                         help="a run directory written by 'shapekit train'")
-    parser.add_argument("-n", type=positive_int, default=20, metavar="N",
+    parser.add_argument("-n", type=count("20"), default=20, metavar="N",
                         help="how many names (20)")
     parser.add_argument("--seed", type=int, help="seed the sampler, for repeatable names")
-    parser.add_argument("--threads", type=positive_int, default=1,
+    parser.add_argument("--threads", type=count("1"), default=1,
                         help="torch threads (1: one name at a time is far too small to share)")
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the names; a bad run directory is a ``DataError`` (one line, exit 2, in ``main``)."""
     import torch
 
-    from ._errors import DataError
-
     torch.set_num_threads(args.threads)
-    try:
-        model, config = load_run(Path(args.checkpoint))
-    except DataError as e:
-        print(f"shapekit sample: {e}", file=sys.stderr)
-        return 2
+    model, config = load_run(Path(args.checkpoint))
     from ._sample import sample
 
     for name in sample(model, args.n, block_size=config["block_size"], seed=args.seed):
@@ -46,28 +40,31 @@ def load_run(run_dir: Path):
     from ._checkpoint import (
         CHECKPOINT,
         CONFIG,
-        check_model_name,
+        check_against_config,
         load_checkpoint,
         load_state_into,
-        read_json,
     )
     from ._errors import DataError
     from ._models import resolve_row
     from ._run import model_for
+    from ._runfiles import read_config
 
+    if run_dir.is_file():
+        inside = (f"; fix: pass the directory that holds it, --checkpoint {run_dir.parent}"
+                  if run_dir.name in (CHECKPOINT, CONFIG) else
+                  "; fix: pass the directory that 'shapekit train' printed")
+        raise DataError(f"--checkpoint {run_dir}: is a file; expected a run directory written by "
+                        f"'shapekit train' (with {CONFIG} and {CHECKPOINT}){inside}")
     if not run_dir.is_dir():
         raise DataError(
             f"{run_dir}: no such directory; expected a run directory written by 'shapekit train' "
             f"(with {CONFIG} and {CHECKPOINT}); fix: train one with 'shapekit train --out "
             f"{run_dir}', or pass the directory it printed"
         )
-    config = read_json(run_dir / CONFIG, "config")
-    try:
-        spec = resolve_row(config.get("model"))
-    except ValueError as e:
-        raise DataError(f"{run_dir / CONFIG}: {e}") from None
+    config = read_config(run_dir)
+    spec = resolve_row(config["model"])
     ckpt = load_checkpoint(run_dir)
-    check_model_name(ckpt, spec.name, run_dir)
+    check_against_config(ckpt, config, run_dir)
     model = model_for(spec)
     load_state_into(model, ckpt.state, run_dir / CHECKPOINT)
     model.eval()

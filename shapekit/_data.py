@@ -8,7 +8,9 @@
 2. the cache, ``$XDG_CACHE_HOME/shapekit/names.txt`` (default ``~/.cache/shapekit/names.txt``), used
    only if its SHA-256 is ``NAMES_SHA256``; a corrupt copy is deleted and fetched again;
 3. a download of makemore's names.txt from ``NAMES_URL`` (or ``$SHAPEKIT_NAMES_URL``), checked
-   against ``NAMES_SHA256`` and moved into the cache only once complete;
+   against ``NAMES_SHA256`` and moved into the cache only once complete; it must finish within
+   ``DOWNLOAD_DEADLINE`` seconds (60; ``$SHAPEKIT_DOWNLOAD_DEADLINE`` overrides). If the cache
+   cannot be written (a read-only home), the verified download is used anyway, with a notice;
 4. offline (the download failed, ``offline=True`` or ``SHAPEKIT_OFFLINE=1``): the first names
    that the ``names`` package ships, with a notice on stderr: the lecture's losses won't reproduce.
 """
@@ -23,6 +25,7 @@ import random
 import re
 import sys
 import tempfile
+import time
 import urllib.request
 from array import array
 from collections.abc import Iterable, Sequence
@@ -41,6 +44,7 @@ __all__ = [
     "Names",
     "Splits",
     "build_dataset",
+    "check_splittable",
     "decode",
     "encode",
     "itos",
@@ -54,6 +58,9 @@ __all__ = [
 NAMES_URL = "https://raw.githubusercontent.com/karpathy/makemore/master/names.txt"
 NAMES_SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"
 DOWNLOAD_TIMEOUT = 10.0  # seconds; a machine without network should fall back quickly, not hang
+DOWNLOAD_DEADLINE = 60.0  # seconds for the whole download ($SHAPEKIT_DOWNLOAD_DEADLINE overrides)
+MAX_DOWNLOAD = 16 << 20  # bytes; names.txt is 228,145
+MIN_SPLIT_WORDS = 6  # the fewest names whose 80/10/10 split leaves dev and test a name each
 
 VOCAB = ".abcdefghijklmnopqrstuvwxyz"  # '.' (0) marks both the start and the end of a name
 stoi: dict[str, int] = {s: i for i, s in enumerate(VOCAB)}
@@ -61,6 +68,16 @@ itos: dict[int, str] = {i: s for s, i in stoi.items()}
 
 _WORD = re.compile(r"[a-z]+")
 _NORMALIZE = "pass normalize=True"
+_NO_PATH = "call load_names() without a path"
+# Fixes that only a Python caller can follow, and what a `shapekit` command user does instead.
+_CLI_FIXES = (
+    (f", or {_NORMALIZE} to drop such names", ""),
+    (f" or {_NORMALIZE}", ""),
+    (f", or {_NO_PATH} to fetch it", ", or drop --data to use it"),
+    (f", or {_NO_PATH}", ", or drop --data to use it"),
+    (", or call load_names() without one to use the cache or download",
+     ", or drop --data to use the cached or downloaded names.txt"),
+)
 
 
 @dataclass(frozen=True)
@@ -126,26 +143,22 @@ def load_names(
         return _load_file(env, "env", normalize)
 
     cached = _cache_path()
-    if cached.is_file():
-        data = cached.read_bytes()
-        digest = hashlib.sha256(data).hexdigest()
-        if digest == NAMES_SHA256:
-            return Names(_parse(data, f"names file {cached}", normalize), "cache", digest)
-        # never train on a file that isn't the lecture's: a half-written or edited cache goes
-        _notice(quiet, f"shapekit: {cached} has SHA-256 {digest}, expected {NAMES_SHA256};"
-                " deleting it and fetching it again")
-        cached.unlink()
+    data = _read_cache(cached, quiet)
+    if data is not None:
+        return Names(_parse(data, f"names file {cached}", normalize), "cache", NAMES_SHA256)
 
     reason = "offline (offline=True or SHAPEKIT_OFFLINE=1)"
     if not offline:
         url = os.environ.get("SHAPEKIT_NAMES_URL") or NAMES_URL
+        deadline = _download_deadline()  # a bad setting is the user's to fix, not a fallback
         _notice(quiet, f"shapekit: downloading names.txt from {url} to {cached}")
         try:
-            _download(url, cached)
+            data = _download(url, deadline)
         except (OSError, http.client.HTTPException, ValueError) as e:  # ValueError: URL, hash
             reason = f"download from {url} failed ({e})"
         else:
-            return _load_file(cached, "download", normalize)
+            _store(cached, data, quiet)
+            return Names(_parse(data, f"download from {url}", normalize), "download", NAMES_SHA256)
     return _fallback(reason, quiet)
 
 
@@ -254,11 +267,40 @@ def make_splits(words: Sequence[str], block_size: int = 8, seed: int = 42) -> Sp
     )
 
 
+def check_splittable(words: Sequence[str], where: str) -> None:
+    """``DataError`` unless ``words`` split into non-empty train, dev and test parts (fewer names
+    train on nothing, or report a val loss of nan)."""
+    if len(words) < MIN_SPLIT_WORDS:
+        train, dev, test = map(len, _split_sizes(len(words)))
+        raise DataError(
+            f"{where}: has {len(words)} name(s), too few for the lecture's 80/10/10 split (train"
+            f" {train}, dev {dev}, test {test}); expected at least {MIN_SPLIT_WORDS} names;"
+            " fix: pass --data with a longer file, or drop --data to use makemore's names.txt"
+        )
+
+
+def _split_sizes(n: int) -> tuple[range, range, range]:
+    n1, n2 = int(0.8 * n), int(0.9 * n)  # as split_words
+    return range(n1), range(n1, n2), range(n2, n)
+
+
+def for_command_line(message: str) -> str:
+    """``message`` with its Python-only fixes swapped for what a ``shapekit`` command user does.
+
+    >>> for_command_line("names.txt: is empty; fix: use makemore's names.txt, or "
+    ...                  "call load_names() without a path to fetch it")
+    "names.txt: is empty; fix: use makemore's names.txt, or drop --data to use it"
+    """
+    for python, cli in _CLI_FIXES:
+        message = message.replace(python, cli)
+    return message
+
+
 def _parse(data: bytes, where: str, normalize: bool) -> list[str]:
     if not data:
         raise DataError(
             f"{where}: is empty (0 bytes); expected one lower-case name per line; fix: use"
-            " makemore's names.txt, or call load_names() without a path to fetch it"
+            f" makemore's names.txt, or {_NO_PATH} to fetch it"
         )
     try:
         text = data.decode("utf-8-sig")  # a BOM from a Windows editor is harmless: drop it
@@ -286,7 +328,7 @@ def _parse(data: bytes, where: str, normalize: bool) -> list[str]:
         dropped = ", or dropped by normalize=True" if normalize else ""
         raise DataError(
             f"{where}: no names ({n_lines} lines, all blank{dropped}); expected one lower-case"
-            " a-z name per line; fix: use makemore's names.txt, or call load_names() without a path"
+            f" a-z name per line; fix: use makemore's names.txt, or {_NO_PATH}"
         )
     return words
 
@@ -345,32 +387,119 @@ def _cache_path() -> Path:
     return root / "shapekit" / "names.txt"
 
 
-def _download(url: str, dest: Path) -> None:
-    """Fetch ``url`` to ``dest``: temp file beside it, fsync, verify, ``os.replace``.
+def _download(url: str, deadline: float) -> bytes:
+    """The bytes at ``url``, checked against ``NAMES_SHA256``; at most ``deadline`` seconds in all.
 
-    Any failure removes the temp file, so the cache holds the whole verified file or nothing.
+    ``DOWNLOAD_TIMEOUT`` bounds each wait for the server and ``deadline`` the whole transfer, so a
+    server that trickles a byte at a time cannot keep shapekit busy. Nothing is written here.
     """
-    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as resp:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".names-", suffix=".part")
-        try:
-            digest, size = hashlib.sha256(), 0
-            with os.fdopen(fd, "wb") as f:
-                while chunk := resp.read(1 << 16):
-                    f.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
-                f.flush()
-                os.fsync(f.fileno())  # the bytes are on disk before the name points at them
-            length = resp.headers.get("Content-Length")
-            if length is not None and size != int(length):  # http.client ends a cut body quietly
-                raise DataError(f"connection dropped after {size:,} of {int(length):,} bytes")
-            if digest.hexdigest() != NAMES_SHA256:
-                raise DataError(f"expected SHA-256 {NAMES_SHA256}, got {digest.hexdigest()}")
-            os.replace(tmp, dest)
-        except BaseException:
+    start = time.monotonic()
+    with urllib.request.urlopen(url, timeout=min(DOWNLOAD_TIMEOUT, deadline)) as resp:
+        chunks, size = [], 0
+        while chunk := resp.read1(1 << 16):  # read1: whatever arrived, so the clock is checked
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_DOWNLOAD:
+                raise DataError(f"more than {MAX_DOWNLOAD:,} bytes: not names.txt")
+            if time.monotonic() - start > deadline:
+                raise DataError(
+                    f"not done after the {deadline:g} s deadline ({size:,} bytes so far); "
+                    "raise it with SHAPEKIT_DOWNLOAD_DEADLINE=SECONDS"
+                )
+        length = resp.headers.get("Content-Length")
+    data = b"".join(chunks)
+    if length is not None and size != int(length):  # http.client ends a cut body quietly
+        raise DataError(f"connection dropped after {size:,} of {int(length):,} bytes")
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != NAMES_SHA256:
+        raise DataError(f"expected SHA-256 {NAMES_SHA256}, got {digest}")
+    return data
+
+
+def _download_deadline() -> float:
+    value = os.environ.get("SHAPEKIT_DOWNLOAD_DEADLINE", "")
+    if not value:
+        return DOWNLOAD_DEADLINE
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):
+        raise DataError(
+            f"SHAPEKIT_DOWNLOAD_DEADLINE={value!r}: expected a number of seconds > 0 for the whole"
+            f" download of names.txt; fix: export SHAPEKIT_DOWNLOAD_DEADLINE={DOWNLOAD_DEADLINE:g}"
+        )
+    return seconds
+
+
+def _read_cache(cached: Path, quiet: bool) -> bytes | None:
+    """The cached names.txt if it is the lecture's, else ``None`` (a wrong copy is removed)."""
+    try:
+        if not cached.is_file():
+            return None
+        data = cached.read_bytes()
+    except OSError as e:
+        _notice(quiet, f"shapekit: cannot read the cache {cached} ({e.strerror}); ignoring it")
+        return None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest == NAMES_SHA256:
+        return data
+    # never train on a file that isn't the lecture's: a half-written or edited cache goes
+    _notice(quiet, f"shapekit: {cached} has SHA-256 {digest}, expected {NAMES_SHA256};"
+            " deleting it and fetching it again")
+    try:
+        cached.unlink()
+    except OSError as e:
+        _notice(quiet, f"shapekit: cannot delete {cached} ({e.strerror}); ignoring it")
+    return None
+
+
+def _store(cached: Path, data: bytes, quiet: bool) -> None:
+    """Put the verified ``data`` in the cache atomically; if the cache cannot be written, say so
+    and go on with ``data`` (the download is good, only the cache is not)."""
+    tmp = None
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_parts(cached.parent)
+        fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=f".names-{os.getpid()}-",
+                                   suffix=".part")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())  # the bytes are on disk before the name points at them
+        mask = os.umask(0o022)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; a cache file is like any other file
+        os.replace(tmp, cached)
+    except OSError as e:
+        if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-            raise
+        _notice(
+            quiet,
+            f"shapekit: cannot write the cache {cached} ({e.strerror}); using the verified"
+            " download for this run only (the next run downloads it again); fix: make"
+            f" {cached.parent} writable, or export XDG_CACHE_HOME=/a/writable/directory",
+        )
+
+
+def _remove_stale_parts(folder: Path) -> None:
+    """Delete ``.names-PID-*.part`` files whose process is gone (a download killed mid-write)."""
+    for part in folder.glob(".names-*.part"):
+        pid = part.name.split("-")[1]
+        if not pid.isdigit() or not _alive(int(pid)):
+            part.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # someone else's live process (or a pid we cannot ask about): leave it
+    return True
 
 
 def _fallback(reason: str, quiet: bool) -> Names:

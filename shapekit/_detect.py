@@ -38,10 +38,10 @@ from torch.overrides import TorchFunctionMode
 
 from . import _detectors
 from ._detectors import CHECKS
-from ._errors import PitfallWarning, ShapeError
+from ._errors import PitfallWarning, ShapeError, shape_error_like
 from ._explain import explain_error
 from ._frames import expression, is_user_file, op_text, user_frame, where
-from ._operands import MISSING, evaluate
+from ._operands import MISSING, evaluate, locate
 from ._pitfalls import docs_url, strip_leading_ones
 from ._shaped import shape_text
 
@@ -54,6 +54,7 @@ _MACHINERY = frozenset({
     os.path.realpath(__file__), os.path.realpath(_detectors.__file__),
     os.path.join(_TORCH, "overrides.py"), os.path.join(_TORCH, "_tensor.py"),
 })
+_NAN_RULES = frozenset({"var-single-element"})  # pitfalls whose result is NaN
 _local = threading.local()  # .state: the innermost active detect() block of this thread
 
 
@@ -70,6 +71,7 @@ class _State:
         self.pending: dict[int, dict[str, torch.Size]] = {}  # module -> shapes before forward
         self.assigned: set[tuple[int, str]] = set()  # buffers already reported at an assignment
         self.func: Any = None  # the torch call being checked
+        self.nan_sources: list[ShapeError] = []  # findings whose result is NaN, for later errors
 
     # -- what the detectors remember ----------------------------------------------------------
 
@@ -105,8 +107,17 @@ class _State:
         if frame is not None:
             self.emit(rule, build, frame, method=method, reverse=reverse)
 
+    def caller(self) -> FrameType | None:
+        """The user frame that made the torch call being checked (None: a library made it)."""
+        return _op_caller(self.func)
+
+    def report_at(self, rule: str, build: _detectors.Build, frame: FrameType, label: str) -> None:
+        """Report a finding at ``frame``'s line, naming the statement as ``label``."""
+        self.emit(rule, build, frame, label=label)
+
     def emit(self, rule: str, build: _detectors.Build, frame: FrameType, *, method: bool = False,
-             reverse: bool = False, module: torch.nn.Module | None = None) -> None:
+             reverse: bool = False, module: torch.nn.Module | None = None,
+             label: str | None = None) -> None:
         """Warn (or raise, when strict) once per rule and line: where, what, why, the fix, docs."""
         location = where(frame)
         if (rule, location) in self.seen:
@@ -117,11 +128,14 @@ class _State:
         if reverse:
             names[:2] = names[1::-1]
         expected, got, note, fix = build(names, callee)
+        shown = op_text(text, node) if label is None else label
         error = ShapeError(expected=expected, got=got, note=note, where=f"{location} "
-                           f"{op_text(text, node)}".strip(), fix=f"{fix}\n  docs: {docs_url(rule)}")
+                           f"{shown}".strip(), fix=f"{fix}\n  docs: {docs_url(rule)}")
+        error.rule = rule  # type: ignore[attr-defined]  # the pytest plugin names the rule
         if self.strict:
-            error.rule = rule  # type: ignore[attr-defined]  # the pytest plugin names the rule
             raise error
+        if rule in _NAN_RULES:
+            self.nan_sources.append(error)
         warning = PitfallWarning(str(error), rule=rule)
         self.findings.append(warning)
         warnings.warn_explicit(
@@ -260,6 +274,8 @@ def _pre_hook(module: torch.nn.Module, args: tuple) -> None:
         }
     if isinstance(module, torch.nn.BatchNorm1d) and args and isinstance(args[0], torch.Tensor):
         _check_batchnorm(state, module, args[0])
+    elif isinstance(module, torch.nn.Conv1d) and args and isinstance(args[0], torch.Tensor):
+        _check_conv1d(state, module, args[0])
 
 
 def _post_hook(module: torch.nn.Module, args: tuple, output: Any) -> None:
@@ -308,6 +324,35 @@ def _check_batchnorm(state: _State, module: torch.nn.BatchNorm1d, x: torch.Tenso
         )
 
     state.emit("batchnorm-channels-last", build, frame, module=module)
+
+
+def _check_conv1d(state: _State, module: torch.nn.Conv1d, x: torch.Tensor) -> None:
+    """The BatchNorm rule's twin: ``(B, L, C)`` with ``L == C == in_channels`` runs, convolving
+    over the channels."""
+    c = module.in_channels
+    if x.ndim != 3 or x.shape[1] != c or x.shape[2] != c or c < 2:
+        return
+    if (x.stride(1) == 1 and x.stride(2) != 1) or state.is_explicit(x):
+        return  # a transposed view, a convolution's output: (N, C, L) on purpose
+    frame = user_frame(sys._getframe(2))
+    if frame is None:
+        return
+    shape = x.shape
+
+    def build(names: list[str], callee: str) -> tuple[str, str, str, str]:
+        xn = names[0]
+        call = f"{callee}({xn}.transpose(1, 2))" if callee else "the layer on x.transpose(1, 2)"
+        return (
+            f"(N, {c}, L): torch's Conv1d reads the channels from axis 1 and convolves over the "
+            "last axis",
+            f"{xn}: {shape_text(shape)}",
+            f"the last axis is {c} = in_channels too; if {xn} is (batch, length, channels), torch "
+            "convolves across the channels and nothing fails",
+            f"pass it as (N, C, L): {call}, and .transpose(1, 2) the result back if the next "
+            "layer wants (N, L, C)",
+        )
+
+    state.emit("conv1d-channels-last", build, frame, module=module)
 
 
 _ORIGINAL_SETATTR = torch.nn.Module.__setattr__
@@ -408,7 +453,35 @@ class detect(ContextDecorator):
         self.findings = state.findings
         if exc is not None:
             error = explain_error(exc)
+            if error is None and state.nan_sources:
+                error = _nan_error(exc, state.nan_sources[0])
             if error is not None:
                 raise error from exc
         return False
+
+
+def _nan_error(exc: BaseException, source: ShapeError) -> ShapeError | None:
+    """A later error (``torch.multinomial``'s ``probability tensor contains ... nan``) on values
+    that hold NaN or inf, tied back to the pitfall reported earlier that made the NaN."""
+    call = getattr(exc, "_shapekit_call", None)
+    if call is None or not isinstance(exc, RuntimeError | ValueError):
+        return None
+    _, args, kwargs = call
+    with torch._C.DisableTorchFunction():
+        bad = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)
+               and a.is_floating_point() and not bool(torch.isfinite(a).all())]
+    if not bad:
+        return None
+    site = locate(exc)
+    first = str(exc).splitlines()[0]
+    fix = source.fix.split("\n")[0]
+    name = next((f"{o.name}: " for o in site.tensors if o.value is bad[0]), "")
+    return shape_error_like(exc)(
+        expected="finite values (torch raised: " + first + ")",
+        got=f"{name}{shape_text(bad[0].shape)} holding NaN/inf, made by the pitfall reported "
+        f"earlier at {source.where} [{source.rule}]",  # type: ignore[attr-defined]
+        note=f"{source.expected} there, got {source.got}",
+        where=site.label,
+        fix=f"{fix}\n  docs: {docs_url(source.rule)}",  # type: ignore[attr-defined]
+    )
 

@@ -12,13 +12,16 @@ from __future__ import annotations
 import ast
 import math
 from collections.abc import Callable
+from types import FrameType
 from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._pitfalls import reorder_fix
+from ._frames import assigned_attribute, expression
+from ._operands import MISSING, evaluate
+from ._pitfalls import reorder_fix, strip_leading_ones
 from ._shaped import shape_text
 
 __all__ = ["CHECKS", "REVERSED", "Reporter"]
@@ -30,6 +33,8 @@ class Reporter(Protocol):
     """What a detector needs from ``detect()``'s state."""
 
     def report(self, rule: str, build: Build, *, method: bool, reverse: bool = False) -> None: ...
+    def caller(self) -> FrameType | None: ...
+    def report_at(self, rule: str, build: Build, frame: FrameType, label: str) -> None: ...
     def mark_explicit(self, tensor: Tensor) -> None: ...
     def is_explicit(self, tensor: Tensor) -> bool: ...
     def remember_reduction(self, result: Tensor, source: Tensor, dims: tuple[int, ...]) -> None: ...
@@ -348,6 +353,175 @@ def _variance(state: Reporter, func: Any, args: tuple, kwargs: dict, out: Any) -
     state.report("var-single-element", build, method=func in (Tensor.var, Tensor.std))
 
 
+# --- running-stat-growth ---------------------------------------------------------------------
+
+
+def _safe(node: ast.expr, frame: FrameType) -> Any:
+    try:
+        with torch._C.DisableTorchFunction():
+            return evaluate(node, frame.f_locals, frame.f_globals)
+    except Exception:
+        return MISSING
+
+
+def _running_stat(state: Reporter, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+    """``self.running_mean = (1 - m) * self.running_mean + m * xmean`` under ``no_grad`` whose
+    result broadcasts to a bigger shape than the attribute had: in any object, Module or not."""
+    if torch.is_grad_enabled() or not isinstance(out, Tensor) or not out.ndim:
+        return
+    grown = strip_leading_ones(tuple(out.shape))
+    if not any(isinstance(a, Tensor) and strip_leading_ones(tuple(a.shape)) != grown
+               for a in args):
+        return  # no operand was broadcast up: nothing grew
+    frame = state.caller()
+    update = assigned_attribute(frame) if frame is not None else None
+    if update is None:
+        return
+    target, value = update
+    owner = _safe(target.value, frame)
+    if owner is MISSING:
+        return
+    if isinstance(owner, torch.nn.Module) and any(
+        target.attr in owner.__dict__.get(store, {}) for store in ("_parameters", "_buffers")
+    ):
+        return  # a registered buffer: buffer-shape-change reports it where it is replaced
+    old = getattr(owner, "__dict__", {}).get(target.attr)
+    if not isinstance(old, Tensor) or not old.ndim or old.numel() >= out.numel():
+        return  # a scalar accumulator may start as one value; a shrink is not this bug
+    kept = strip_leading_ones(tuple(old.shape))
+    if kept == grown or grown[len(grown) - len(kept):] != kept:
+        return  # only a statistic whose own axes stay last, with new axes in front, is this bug
+    name = ast.unparse(target)
+    cause = _grown_by(value, name, grown, frame)
+    before, after, lead = old.shape, out.shape, out.ndim - len(kept)
+
+    def build(names: list[str], callee: str) -> tuple[str, str, str, str]:
+        axes = "0" if lead == 1 else f"({', '.join(str(i) for i in range(lead))})"
+        example = {2: "(B, C)", 3: "(B, T, C)"}.get(out.ndim, f"{out.ndim}-D")
+        via = f" ({cause} is {shape_text(after)})" if cause else ""
+        stat = next((s for s in ("var", "std") if s in target.attr.lower()), "mean")
+        return (
+            f"{name}'s shape {shape_text(before)} kept through its update under no_grad",
+            f"{shape_text(after)}{via}",
+            f"{cause or 'the new statistic'} kept axes that {name} does not have, so the update "
+            "broadcast it up; nothing fails, and evaluation later normalises with per-position "
+            "statistics",
+            f"compute the statistic over every axis but the features, x.{stat}({axes}, "
+            f"keepdim=True) for {example} input, so the update keeps {shape_text(before)}; "
+            f"updating in place ({name}.mul_(1 - m).add_(m * new)) makes a wrong shape raise",
+        )
+
+    state.report_at("running-stat-growth", build, frame, f"{name} = ...")
+
+
+def _grown_by(value: ast.expr, target: str, grown: tuple[int, ...], frame: FrameType) -> str:
+    """The variable on the right-hand side that has the grown shape (``xmean``), or ``""``."""
+    for node in ast.walk(value):
+        if isinstance(node, (ast.Name, ast.Attribute)) and ast.unparse(node) != target:
+            v = _safe(node, frame)
+            if isinstance(v, Tensor) and strip_leading_ones(tuple(v.shape)) == grown:
+                return ast.unparse(node)
+    return ""
+
+
+# --- linear-weight-matmul --------------------------------------------------------------------
+
+_MATMULS = (Tensor.matmul, torch.matmul, Tensor.mm, torch.mm, Tensor.__matmul__)
+
+
+def _right_node(frame: FrameType) -> ast.expr | None:
+    """The right operand of the matmul ``frame`` is running, as written."""
+    _, node = expression(frame)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult):
+        return node.right
+    if isinstance(node, ast.Call):
+        args = list(node.args)
+        if isinstance(node.func, ast.Attribute) and len(args) == 1:
+            return args[0]  # x.matmul(W)
+        if len(args) == 2:
+            return args[1]  # torch.matmul(x, W)
+    return None
+
+
+def _linear_weight(state: Reporter, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+    """``x @ linear.weight``: an ``nn.Linear`` stores ``(out, in)``; square, nothing fails."""
+    w = args[1] if len(args) > 1 else kwargs.get("other", kwargs.get("mat2"))
+    if not isinstance(w, torch.nn.Parameter) or w.ndim != 2 or w.shape[0] != w.shape[1]:
+        return
+    frame = state.caller()
+    node = _right_node(frame) if frame is not None else None
+    if not isinstance(node, ast.Attribute) or node.attr != "weight":
+        return
+    owner = _safe(node.value, frame)
+    if not isinstance(owner, torch.nn.Linear) or owner.weight is not w:
+        return
+    layer, n = ast.unparse(node.value), w.shape[0]
+
+    def build(names: list[str], callee: str) -> tuple[str, str, str, str]:
+        x, wn = _operand(names[0]), names[1]
+        return (
+            f"the right operand of {x} @ {wn} as (in_features, out_features)",
+            f"{wn}: {shape_text(w.shape)}, an nn.Linear weight, stored (out_features, "
+            "in_features)",
+            f"it is square ({n} = {n}), so nothing fails, but this multiplies by the transpose "
+            "of the layer's matrix",
+            f"call the layer, {layer}({names[0]}) (it adds the bias too), or use {x} @ {wn}.T",
+        )
+
+    state.report("linear-weight-matmul", build, method=func in (Tensor.matmul, Tensor.mm))
+
+
+# --- mask-batch-query ------------------------------------------------------------------------
+
+
+def _mask_like(m: Tensor) -> bool:
+    """Bool, or two values one of which is 0 (a 0/1 or additive 0/-inf mask), rows not all alike:
+    a mask whose rows are equal gives the same result however it lines up."""
+    if m.dtype != torch.bool and (m.is_complex() or torch.unique(m).numel() > 2 or
+                                  not bool((m == 0).any())):
+        return False
+    return not bool((m == m[:1]).all())
+
+
+def _positional(m: Tensor) -> bool:
+    """A (T, T) mask by position: causal (triangular) or banded (constant diagonals)."""
+    return (torch.equal(m, m.tril()) or torch.equal(m, m.triu())
+            or torch.equal(m[1:, 1:], m[:-1, :-1]))
+
+
+def _mask_batch(state: Reporter, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+    """A ``(B, T)`` padding mask against ``(B, nh, T, T)`` scores lines up with (query, key): its
+    batch axis meets the queries. Only B == T runs; B != T raises and is explained."""
+    if not isinstance(out, Tensor) or out.ndim != 4:
+        return
+    b, _, t, s = out.shape
+    if b != t or b < 2:
+        return
+    operands = [*args, *kwargs.values()]
+    if not any(isinstance(a, Tensor) and a.shape == out.shape for a in operands):
+        return
+    i = next((i for i, m in enumerate(operands) if isinstance(m, Tensor) and m.ndim == 2
+              and tuple(m.shape) == (b, s) and not state.is_explicit(m) and _mask_like(m)
+              and not _positional(m)), None)
+    if i is None:
+        return
+    shape, scores = operands[i].shape, out.shape
+
+    def build(names: list[str], callee: str) -> tuple[str, str, str, str]:
+        mn = names[i] if i < len(names) else "mask"
+        return (
+            f"a padding mask (B, T) broadcast as (B, 1, 1, T) against scores "
+            f"{shape_text(scores)}",
+            f"{mn}: {shape_text(shape)}, which lines up with the last two axes (query, key)",
+            f"B == T == {b}, so nothing fails, but sequence b's mask is applied to query b of "
+            "every sequence",
+            f"add the head and query axes: {_operand(mn)}[:, None, None, :]",
+        )
+
+    state.report("mask-batch-query", build,
+                 method=func in (Tensor.masked_fill, Tensor.masked_fill_))
+
+
 def _add(table: dict, funcs: list[Any], check: Callable) -> None:
     for f in funcs:
         table.setdefault(f, []).append(check)
@@ -362,6 +536,12 @@ def _table() -> dict[Any, tuple[Callable, ...]]:
                     Tensor.__ge__, Tensor.__rsub__, Tensor.__rdiv__, Tensor.__rpow__]
     elementwise += [Tensor.add_, Tensor.sub_, Tensor.mul_, Tensor.div_]
     _add(table, elementwise, _elementwise)
+    _add(table, [Tensor.add, Tensor.sub, Tensor.mul, Tensor.div, Tensor.__rsub__, Tensor.__rdiv__,
+                 torch.add, torch.sub, torch.mul, torch.div, torch.lerp, Tensor.lerp],
+         _running_stat)
+    _add(table, _MATMULS, _linear_weight)
+    _add(table, [Tensor.masked_fill, Tensor.masked_fill_, torch.masked_fill, torch.where,
+                 Tensor.add, Tensor.mul, Tensor.sub, torch.add, torch.mul], _mask_batch)
     _add(table, [F.mse_loss, F.l1_loss, F.smooth_l1_loss, F.huber_loss], _loss)
     _add(table, [Tensor.view, Tensor.reshape, torch.reshape, Tensor.view_as, Tensor.reshape_as],
          _view)

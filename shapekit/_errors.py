@@ -10,7 +10,9 @@ concrete fix::
 
 from __future__ import annotations
 
-__all__ = ["DataError", "PitfallWarning", "ShapeError"]
+import functools
+
+__all__ = ["DataError", "PitfallWarning", "ShapeError", "shape_error_like"]
 
 
 class ShapeError(RuntimeError):
@@ -69,14 +71,40 @@ class ShapeError(RuntimeError):
         return "\n".join(lines)
 
     def __reduce__(self):  # keep the parts when pickled (pytest-xdist, multiprocessing)
-        return (_rebuild, (self.__dict__,))
+        base = next((b for b in _COMPATIBLE if isinstance(self, b)), None)
+        return (_rebuild, (self.__dict__, base))
 
 
-def _rebuild(state: dict) -> ShapeError:
-    err = ShapeError.__new__(ShapeError)
+def _rebuild(state: dict, base: type | None = None) -> ShapeError:
+    cls = ShapeError if base is None else _subclass(base)
+    err = cls.__new__(cls)
     RuntimeError.__init__(err)
     err.__dict__.update(state)
     return err
+
+
+_COMPATIBLE = (ValueError, IndexError, TypeError)  # torch's other shape-error classes
+
+
+@functools.cache
+def _subclass(base: type) -> type:
+    name = f"Shape{base.__name__}"
+    return type(name, (ShapeError, base), {"__module__": ShapeError.__module__,
+                                           "__qualname__": name})
+
+
+def shape_error_like(err: BaseException) -> type[ShapeError]:
+    """The ShapeError class for re-raising ``err``: also an instance of the class torch raised, so
+    ``except ValueError`` around the user's code keeps working.
+
+    >>> cls = shape_error_like(ValueError("Expected input batch_size (4) to match ..."))
+    >>> cls.__name__, issubclass(cls, ShapeError), issubclass(cls, ValueError)
+    ('ShapeValueError', True, True)
+    >>> shape_error_like(RuntimeError("...")) is ShapeError
+    True
+    """
+    base = next((b for b in _COMPATIBLE if isinstance(err, b)), None)
+    return ShapeError if base is None else _subclass(base)
 
 
 class PitfallWarning(UserWarning):

@@ -33,8 +33,8 @@ from __future__ import annotations
 import warnings
 from contextlib import ContextDecorator
 
-from ._errors import ShapeError
-from ._operands import locate
+from ._errors import ShapeError, shape_error_like
+from ._operands import from_compiled, locate
 from ._torch_errors import diagnose, recognised
 
 __all__ = ["explain", "explain_error"]
@@ -72,14 +72,20 @@ class explain(ContextDecorator):
 
 
 def explain_error(err: BaseException) -> ShapeError | None:
-    """The ShapeError explaining ``err``, or None when ``err`` is not a shape error torch raised."""
+    """The ShapeError explaining ``err``, or None when ``err`` is not a shape error torch raised.
+
+    An error inside a ``torch.compile``d function arrives wrapped in dynamo's
+    ``TorchRuntimeError``; the torch error inside it is explained, at the user's line in the
+    compiled function, with the operands' shapes dynamo traced."""
     if isinstance(err, ShapeError) or not isinstance(err, _TORCH_ERRORS):
         return None
-    message = str(err)
+    compiled = from_compiled(err)
+    original = err if compiled is None else compiled[0]
+    message = str(original)
     if not recognised(message):
         return None
     try:
-        site = locate(err)
+        site = locate(err) if compiled is None else compiled[1]
         parts = diagnose(message, site)
     except Exception as bug:  # never hide the user's error behind one of shapekit's
         warnings.warn(f"shapekit could not explain {type(err).__name__}: {bug!r} (please report "
@@ -87,6 +93,6 @@ def explain_error(err: BaseException) -> ShapeError | None:
         return None
     if parts is None:
         return None
-    return ShapeError(
+    return shape_error_like(original)(
         expected=parts.expected, got=parts.got, fix=parts.fix, note=parts.note, where=site.label
     )

@@ -21,7 +21,7 @@ import sys
 import sysconfig
 from types import CodeType, FrameType
 
-__all__ = ["expression", "is_user_file", "location", "user_frame", "where"]
+__all__ = ["assigned_attribute", "expression", "is_user_file", "location", "user_frame", "where"]
 
 _LIBRARIES = ("shapekit", "torch", "einops", "jaxtyping", "beartype", "typeguard", "functorch")
 _OP_TEXT_LIMIT = 48  # longer expressions are shown by their function name or operator only
@@ -108,6 +108,50 @@ def expression(frame: FrameType, lasti: int | None = None) -> tuple[str, ast.exp
     except SyntaxError:
         node = _augmented(text)
     return (text, node) if node is not None else ("", None)
+
+
+def assigned_attribute(frame: FrameType) -> tuple[ast.Attribute, ast.expr] | None:
+    """When the op ``frame`` is running is the whole right-hand side of ``obj.attr = <expr>`` and
+    ``<expr>`` reads ``obj.attr`` too (a running statistic's update), the target and ``<expr>``;
+    else None. Found from the frame's column positions in the file's syntax tree, cached.
+
+    >>> sorted(target.attr for target, _ in _updates("self.m = 0.9 * self.m + x\\ny = x").values())
+    ['m']
+    """
+    return _assignment_at(frame.f_code, frame.f_lasti)
+
+
+@functools.lru_cache(maxsize=4096)
+def _assignment_at(code: CodeType, lasti: int) -> tuple[ast.Attribute, ast.expr] | None:
+    positions = _positions(code, lasti)
+    if None in positions:
+        return None
+    lines = linecache.getlines(code.co_filename)
+    return _updates("".join(lines)).get(positions) if lines else None
+
+
+@functools.lru_cache(maxsize=64)
+def _updates(source: str) -> dict[tuple, tuple[ast.Attribute, ast.expr]]:
+    """``obj.attr = <expr reading obj.attr>`` in ``source``, keyed by ``<expr>``'s positions."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return {}
+    found = {}
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.Assign, ast.AnnAssign)) or node.value is None:
+            continue
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        value = node.value
+        for target in targets:
+            if not isinstance(target, ast.Attribute):
+                continue
+            text = ast.unparse(target)
+            if any(isinstance(n, ast.Attribute) and ast.unparse(n) == text
+                   for n in ast.walk(value)):
+                key = (value.lineno, value.end_lineno, value.col_offset, value.end_col_offset)
+                found[key] = (target, value)
+    return found
 
 
 def _augmented(text: str) -> ast.expr | None:

@@ -15,9 +15,13 @@ Who sees which mode, as with torch's own switches:
 - ``set_checks(mode)`` sets the mode of the whole process (like ``torch.set_default_dtype``); the
   environment variable ``SHAPEKIT_CHECKS`` gives its value at import time.
 - ``with checks(mode):`` applies to the code in the block and what it calls, in the current
-  thread (or asyncio task) only, like ``torch.no_grad()``. Blocks nest, and blocks in different
-  threads may overlap in any order: each restores exactly what it replaced, in its own context.
-  A new thread starts with the process-wide mode.
+  thread only, like ``torch.no_grad()``. Blocks nest, and blocks in different threads may
+  overlap in any order: each restores exactly what it replaced, in its own thread. A new thread
+  starts with the process-wide mode. As with ``torch.no_grad()``, the asyncio tasks of one thread
+  share its mode: don't hold a block open across an ``await`` while another task opens one.
+
+The per-thread mode is a ``threading.local``, which ``torch.compile`` reads (and guards on) while
+it traces: a compiled model sees the mode of the thread that calls it.
 
 >>> import shapekit
 >>> with shapekit.checks("always"):
@@ -27,7 +31,6 @@ Who sees which mode, as with torch's own switches:
 
 from __future__ import annotations
 
-import contextvars
 import os
 import threading
 from collections.abc import Iterator
@@ -54,10 +57,8 @@ class _State:
     open_blocks: int = 0  # while 0, no context overrides the process-wide mode: skip the lookup
 
 
-# The mode a `checks()` block set for this context; None outside every block.
-_block_mode: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "shapekit_checks", default=None
-)
+# .mode: the mode the innermost open `checks()` block of this thread set (unset outside them).
+_thread = threading.local()
 _lock = threading.Lock()  # guards the counters, which threads update together
 
 
@@ -68,7 +69,7 @@ def current_mode() -> str:
     True
     """
     if _State.open_blocks:
-        mode = _block_mode.get()
+        mode = getattr(_thread, "mode", None)
         if mode is not None:
             return mode
     return _State.mode
@@ -100,8 +101,8 @@ def set_checks(mode: str) -> str:
 
 @contextmanager
 def checks(mode: str) -> Iterator[None]:
-    """Use ``mode`` inside a ``with`` block, in this thread or task only, then restore the mode
-    that was in force before it.
+    """Use ``mode`` inside a ``with`` block, in this thread only, then restore the mode that was
+    in force before it.
 
     >>> with checks("off"):
     ...     get_checks()
@@ -110,12 +111,11 @@ def checks(mode: str) -> Iterator[None]:
     mode = _validate(mode, "checks(mode)")
     with _lock:
         _State.open_blocks += 1
-        _State.generation += 1
-    token = _block_mode.set(mode)
+    replaced = getattr(_thread, "mode", None)
+    _thread.mode = mode
     try:
         yield
     finally:
-        _block_mode.reset(token)
+        _thread.mode = replaced
         with _lock:
             _State.open_blocks -= 1
-            _State.generation += 1

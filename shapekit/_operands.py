@@ -29,15 +29,16 @@ from __future__ import annotations
 import ast
 import builtins
 import inspect
+import linecache
 import types
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from ._frames import expression, is_user_file, op_text, where
+from ._frames import expression, is_user_file, location, op_text, where
 
-__all__ = ["Operand", "Site", "evaluate", "locate"]
+__all__ = ["Operand", "Site", "evaluate", "from_compiled", "locate"]
 
 MISSING = object()  # an operand whose value could not be recovered safely
 
@@ -144,6 +145,51 @@ def locate(err: BaseException) -> Site:
     return site
 
 
+def from_compiled(err: BaseException) -> tuple[BaseException, Site] | None:
+    """For dynamo's ``TorchRuntimeError`` (a shape error inside a ``torch.compile``d function):
+    the torch error it wraps, and the site in the user's compiled code, with the traced (fake)
+    operands named as the user's line names them. None for any other error."""
+    if not type(err).__module__.startswith("torch._dynamo"):
+        return None
+    inner = err.__context__ or err.__cause__
+    while inner is not None and (type(inner).__module__.startswith("torch._dynamo")
+                                 or str(inner).startswith("Dynamo failed")):
+        inner = inner.__context__ or inner.__cause__
+    if inner is None:
+        return None
+    site = Site()
+    summary = getattr(err, "innermost_user_frame_summary", None)
+    node = None
+    if summary is not None and summary.lineno:
+        site.where = location(summary.filename, summary.lineno)
+        line = linecache.getline(summary.filename, summary.lineno)
+        col, end = getattr(summary, "colno", None), getattr(summary, "end_colno", None)
+        text = line[col:end].strip() if col is not None and end is not None else line.strip()
+        try:
+            node = ast.parse(text, mode="eval").body
+        except SyntaxError:
+            node = None
+        site.op = f"{op_text(text, node)} (in torch.compile'd {summary.name})"
+    traced = _traced_args(err)
+    names = [o.name for o in _node_operands(node, None)] if node is not None else []
+    if len(names) != len(traced):
+        names = [f"operand {i}" for i in range(len(traced))]
+    site.operands = [Operand(n, v) for n, v in zip(names, traced, strict=True)]
+    return inner, site
+
+
+def _traced_args(err: BaseException) -> list[Any]:
+    """The fake tensors dynamo ran the failing node on (its ``args`` local)."""
+    tb = err.__traceback__
+    found: list[Any] = []
+    while tb is not None:
+        local = tb.tb_frame.f_locals
+        if "node" in local and isinstance(local.get("args"), tuple):
+            found = list(local["args"])
+        tb = tb.tb_next
+    return found
+
+
 def _is_forward(frame: types.FrameType) -> bool:
     return frame.f_code.co_name == "forward" and isinstance(
         frame.f_locals.get("self"), torch.nn.Module
@@ -197,6 +243,8 @@ def _from_recorded(site: Site, func: Any, args: tuple, kwargs: dict) -> None:
 def _from_function(site: Site, frame: types.FrameType) -> None:
     """A torch function written in Python (``F.cross_entropy``): its arguments by name."""
     params = _parameters(frame, skip_self=False)
+    if not params:  # def einsum(*args): keep the operands as the user's line names them
+        return
     known = {_identity(o.value): o.name for o in site.operands if o.value is not MISSING}
     for p in params:
         p.name = known.get(_identity(p.value), p.name)
@@ -217,7 +265,7 @@ def _describe_call(site: Site, node: ast.expr | None) -> None:
         site.args_text = ", ".join(ast.unparse(a) for a in [*node.args, *node.keywords])
 
 
-def _node_operands(node: ast.expr | None, frame: types.FrameType) -> list[Operand]:
+def _node_operands(node: ast.expr | None, frame: types.FrameType | None) -> list[Operand]:
     if isinstance(node, ast.BinOp):
         children = [node.left, node.right]
     elif isinstance(node, ast.Compare):
@@ -239,7 +287,9 @@ class _Unsafe(Exception):
     """The expression may have side effects (or failed): leave the operand unknown."""
 
 
-def _try_evaluate(node: ast.expr, frame: types.FrameType) -> Any:
+def _try_evaluate(node: ast.expr, frame: types.FrameType | None) -> Any:
+    if frame is None:
+        return MISSING
     try:
         with torch._C.DisableTorchFunction():  # no detectors on shapekit's own look-ups
             return evaluate(node, frame.f_locals, frame.f_globals)

@@ -30,6 +30,14 @@ RULES: dict[str, str] = {
     "softmax-dim0": "softmax/log_softmax over axis 0 (the batch) of a 2-D or larger tensor",
     "cross-entropy-ambiguous": "cross_entropy logits whose class axis the shapes cannot settle",
     "var-single-element": "variance/std with Bessel's correction over one element (NaN)",
+    "linear-weight-matmul": "x @ linear.weight with a square torch.nn.Linear weight, stored "
+    "(out, in): multiplies by the transpose",
+    "mask-batch-query": "a (B, T) padding mask broadcast against (B, nh, T, T) scores, its batch "
+    "axis on the queries (B == T)",
+    "conv1d-channels-last": "torch.nn.Conv1d given channels-last (B, L, C) input with "
+    "L == C == in_channels",
+    "running-stat-growth": "a running statistic (self.x = (1 - m) * self.x + m * new, under "
+    "no_grad) that grows by broadcasting, in any object",
 }
 
 _MAX_GROUP = 6  # axes per side in one reordered group that are searched exhaustively

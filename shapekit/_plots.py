@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -31,8 +32,21 @@ def smooth(lossi: Sequence[float], every: int = 1000) -> tuple[list[int], list[f
     return [every * (i + 1) for i in range(n)], means.tolist()
 
 
-def plot_curves(curves: Mapping[str, Sequence[float]], path: Path, title: str) -> None:
-    """Plot one smoothed log10-loss curve per entry of ``curves`` into a PNG, atomically."""
+def plot_curves(
+    curves: Mapping[str, Sequence[float]],
+    path: Path,
+    title: str,
+    val: Mapping[str, Sequence[tuple[int, float]]] | None = None,
+) -> None:
+    """Plot one smoothed log10-loss curve per entry of ``curves`` into ``path``, atomically.
+
+    ``val`` adds each run's validation losses, ``(step, loss)`` pairs, as markers in the same
+    colour (in log10, as the training curve). A ``.svg`` path is written as SVG; a PNG has 220
+    dots per inch, twice the pixels of its width on the page, so it stays sharp on a 2x screen.
+    A title that repeats its first part (``"original: original: ..."``) is said once.
+    """
+    import math
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -41,13 +55,18 @@ def plot_curves(curves: Mapping[str, Sequence[float]], path: Path, title: str) -
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, lossi in curves.items():
         steps, means = smooth(lossi)
-        ax.plot(steps, means, label=name, linewidth=1.2)
+        (line,) = ax.plot(steps, means, label=f"{name} train" if val else name, linewidth=1.2)
+        points = (val or {}).get(name)
+        if points:
+            ax.plot([s for s, _ in points], [math.log10(v) for _, v in points], "o--",
+                    color=line.get_color(), markersize=4, linewidth=1, label=f"{name} validation")
     ax.set_xlabel("step")
     ax.set_ylabel("log10 loss (mean per group of steps)")
-    ax.set_title(title)
-    if len(curves) > 1:
+    ax.set_title(re.sub(r"^([^:]+): \1: ", r"\1: ", title))
+    if len(curves) > 1 or val:
         ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    fmt = "svg" if Path(path).suffix == ".svg" else "png"
+    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=220, format=fmt))
     plt.close(fig)

@@ -68,36 +68,11 @@ def shaped(fn: F) -> F:
     How often checks run is set by :func:`shapekit.set_checks` (``"once"`` by default).
     """
     checked: Callable[..., Any] | None = None
-    seen: dict[tuple, tuple[int, tuple]] = {}
+    memory = _OnceMemory()
 
-    def trusted(key: tuple) -> bool:
-        """Whether "once" checked this signature already (and every object it names lives)."""
-        entry = seen.get(key)
-        if entry is None or entry[0] != _State.generation:
-            return False
-        # The signature holds the ids of non-tensor arguments (self); while every one is alive,
-        # no other object can have that id, so the entry names exactly the objects checked.
-        return all(ref() is not None for ref in entry[1])
-
-    def remember(key: tuple, args: tuple, kwargs: dict) -> None:
-        refs = _weak_refs(args, kwargs)
-        if refs is not None:
-            if len(seen) >= _ONCE_LIMIT:
-                seen.clear()
-            seen[key] = (_State.generation, refs)
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def checked_call(args: tuple, kwargs: dict, mode: str) -> Any:
+        """The call with a full check of its arguments and return value (beartype + jaxtyping)."""
         nonlocal checked
-        if _compat.is_compiling():
-            return _compiled_call(fn, args, kwargs, trusted, remember)
-        mode = _State.mode if not _State.open_blocks else current_mode()
-        if mode == "off":
-            return fn(*args, **kwargs)
-        if mode == "once":
-            key = _signature(args, kwargs)
-            if trusted(key):
-                return fn(*args, **kwargs)
         if checked is None:
             checked = _typechecked(fn)
         try:
@@ -105,8 +80,27 @@ def shaped(fn: F) -> F:
         except _check_errors() as err:
             raise _explain(fn, args, kwargs, err) from None
         if mode == "once":
-            remember(key, args, kwargs)
+            memory.remember(_signature(args, kwargs), args, kwargs)
         return out
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if _compat.is_compiling():
+            # torch.compile is tracing this call. beartype and jaxtyping cannot be traced, so a
+            # check runs outside the graph, eagerly, on the real tensors (a graph break). What
+            # "once" trusted is known while tracing (dynamo guards on it): a trusted signature
+            # compiles into the graph with no check and no break, and only a trusted one can
+            # reach that graph, whose inputs dynamo guards to the traced shapes.
+            mode = current_mode()  # dynamo guards on it: a graph runs only in its own mode
+            if mode == "off" or (mode == "once" and memory.trusts(_signature(args, kwargs))):
+                return fn(*args, **kwargs)
+            return _compat.run_outside_graph(checked_call)(args, kwargs, mode)
+        mode = current_mode()
+        if mode == "off":
+            return fn(*args, **kwargs)
+        if mode == "once" and memory.trusts(_signature(args, kwargs)):
+            return fn(*args, **kwargs)
+        return checked_call(args, kwargs, mode)
 
     wrapper.__shapekit_shaped__ = True  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
@@ -126,52 +120,7 @@ def _signature(args: tuple, kwargs: dict) -> tuple:
 
 
 _PLAIN = (int, float, str, bool, type(None))
-
-
-def _compiled_call(fn, args: tuple, kwargs: dict, trusted, remember) -> Any:
-    """A checked call while ``torch.compile`` traces it.
-
-    beartype and jaxtyping cannot be traced, so the checks run outside the graph, at run time,
-    on the real tensors (a graph break before and after the body; the body itself is compiled):
-    the verdicts and messages are the eager ones. In mode ``"off"`` nothing breaks the graph, so
-    ``fullgraph=True`` works there.
-    """
-    if _compat.mode_while_compiling() == "off":
-        return fn(*args, **kwargs)
-    memo = _check_inputs(fn, args, kwargs, trusted)
-    out = fn(*args, **kwargs)
-    if memo is not None:
-        _check_output(fn, args, kwargs, out, memo, remember)
-    return out
-
-
-@_compat.run_outside_graph
-def _check_inputs(fn, args: tuple, kwargs: dict, trusted) -> _dims.Memo | None:
-    """Check the arguments; the dims they bind, or None when "once" trusts this signature."""
-    mode = current_mode()
-    if mode == "off" or (mode == "once" and trusted(_signature(args, kwargs))):
-        return None
-    memo = _dims.Memo()
-    arguments, hints, where, owner = _call_context(fn, args, kwargs)
-    for name, value in arguments.items():
-        hint = hints.get(name)
-        if hint is not None:
-            error = _check_one(name, value, hint, memo, arguments, where, owner)
-            if error is not None:
-                raise error
-    return memo
-
-
-@_compat.run_outside_graph
-def _check_output(fn, args: tuple, kwargs: dict, out: Any, memo: _dims.Memo, remember) -> None:
-    arguments, hints, where, owner = _call_context(fn, args, kwargs)
-    hint = hints.get("return")
-    if hint is not None:
-        error = _check_one("the output", out, hint, memo, arguments, where, owner)
-        if error is not None:
-            raise error
-    if current_mode() == "once":
-        remember(_signature(args, kwargs), args, kwargs)
+_KEYED_BY_VALUE = (torch.Tensor, *_PLAIN)
 
 
 def _call_context(fn, args: tuple, kwargs: dict) -> tuple[dict, dict, str, Any]:
@@ -191,18 +140,38 @@ def _plain(value: Any) -> Any:
     return id(value)
 
 
-def _weak_refs(args: tuple, kwargs: dict) -> tuple | None:
-    """Weak references to the objects a signature names by id (``self``), so that a new object
-    reusing a dead one's id (a freshly built layer of another width) is not trusted; None (do not
-    remember) when one cannot be referenced weakly (a list, whose contents may change anyway)."""
-    values = (*args, *kwargs.values())
-    try:
-        return tuple(
-            weakref.ref(v) for v in values if not isinstance(v, (torch.Tensor, *_PLAIN))
-        )
-    except TypeError:
-        return None
 
+class _OnceMemory:
+    """The signatures whose full check passed, for mode ``"once"``: a hit means the same verdict.
+
+    A signature holds the ids of non-tensor arguments (``self``). Each such object is referenced
+    weakly, and its death forgets every signature that names it, so an object that later reuses
+    the id (a freshly built layer of another width) is never trusted. An argument that cannot be
+    referenced weakly (a list, whose contents may change anyway) is never remembered.
+    """
+
+    def __init__(self) -> None:
+        self.keys: dict[tuple, int] = {}  # signature -> the generation it was checked in
+        self._refs: dict[tuple, list[weakref.ref]] = {}
+
+    def trusts(self, key: tuple) -> bool:
+        return self.keys.get(key) == _State.generation
+
+    def remember(self, key: tuple, args: tuple, kwargs: dict) -> None:
+        def forget(_ref: weakref.ref, key: tuple = key) -> None:
+            self.keys.pop(key, None)
+            self._refs.pop(key, None)
+
+        objects = [v for v in (*args, *kwargs.values()) if not isinstance(v, _KEYED_BY_VALUE)]
+        try:
+            refs = [weakref.ref(v, forget) for v in objects]
+        except TypeError:
+            return
+        if len(self.keys) >= _ONCE_LIMIT:  # a bounded memory: a long run of new shapes starts over
+            self.keys.clear()
+            self._refs.clear()
+        self.keys[key] = _State.generation
+        self._refs[key] = refs
 
 def _typechecked(fn: Callable[..., Any]) -> Callable[..., Any]:
     from beartype import beartype

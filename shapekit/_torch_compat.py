@@ -21,8 +21,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = [
     "autocast_dtype",
+    "index_guard",
     "is_compiling",
-    "mode_while_compiling",
     "run_outside_graph",
     "values_visible",
 ]
@@ -36,15 +36,6 @@ def is_compiling() -> bool:
     False
     """
     return torch.compiler.is_compiling()
-
-
-def mode_while_compiling() -> str:
-    """The check mode, read in a way that dynamo traces (and guards on) as a constant."""
-    from ._modes import _State, current_mode
-
-    if not _State.open_blocks:
-        return _State.mode
-    return current_mode()
 
 
 def run_outside_graph(fn: F) -> F:
@@ -119,3 +110,27 @@ def autocast_dtype(device_type: str) -> torch.dtype | None:
         return torch.get_autocast_dtype(device_type)  # torch >= 2.4
     except (AttributeError, TypeError):  # pragma: no cover - older torch
         return torch.get_autocast_cpu_dtype() if device_type == "cpu" else torch.float16
+
+
+@torch.library.custom_op("shapekit::index_guard", mutates_args=())
+def index_guard(idx: torch.Tensor, size: int, negatives_ok: bool) -> torch.Tensor:
+    """``idx`` (a copy) if every index is in ``[0, size)`` (``[-size, size)`` with
+    ``negatives_ok``), else the Embedding's :class:`ShapeError`. An operator of its own so that
+    ``torch.compile`` keeps it in the graph (``fullgraph=True`` works) and runs it on the real
+    indices at every call, where Python code would graph-break or run only while tracing.
+
+    >>> index_guard(torch.tensor([0, 26]), 27, False)
+    tensor([ 0, 26])
+    """
+    if idx.numel():
+        lo, hi = torch.aminmax(idx)
+        if hi >= size or lo < (-size if negatives_ok else 0):
+            from .nn._embedding import out_of_range
+
+            raise out_of_range(idx, size)
+    return idx.clone()  # an operator's output may not alias its input
+
+
+@index_guard.register_fake
+def _(idx: torch.Tensor, size: int, negatives_ok: bool) -> torch.Tensor:
+    return torch.empty_like(idx)  # while tracing: the values are not known yet

@@ -104,8 +104,7 @@ def _linear_fix(site: Site) -> Parts | None:
 
 
 @_rule(r"mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)")
-@_rule(r"Expected size for first two dimensions of batch2 tensor to be: \[\d+, (\d+)\] but got: "
-       r"\[\d+, (\d+)\]")
+@_rule(r"a and b must have same reduction dim, but got \[(\d+), (\d+)\] X \[(\d+), (\d+)\]")
 @_rule(r"size mismatch, got input \(\d+\), mat \(\d+x(\d+)\), vec \((\d+)\)")
 @_rule(r"inconsistent tensor size, expected tensor \[(\d+)\] and src \[(\d+)\]")
 def _matmul(m: re.Match, site: Site) -> Parts:
@@ -116,8 +115,25 @@ def _matmul(m: re.Match, site: Site) -> Parts:
     weight_last = site.op.split("(")[0].endswith("linear")  # F.linear(x, W): W is (out, in)
     if len(tensors) >= 2 and not weight_last:
         left, right = tensors[0], tensors[1]
-        L, R = left.name, right.name
+        L, R = _wrap(left.name), _wrap(right.name)
         a, b = left.tensor, right.tensor
+        if a.ndim == b.ndim == 3 and a.shape[0] != b.shape[0]:
+            return Parts(
+                expected=f"{L} and {R} with the same batch size (axis 0)",
+                got=_got([left, right]),
+                note=f"bmm multiplies matrix i of {L} with matrix i of {R}: {a.shape[0]} != "
+                f"{b.shape[0]}",
+                fix=f"take both from the same batch; to multiply every matrix of {L} by one "
+                f"matrix, use {L} @ {R}[0]",
+            )
+        if a.ndim == 1 and b.ndim == 1:
+            n = min(a.shape[0], b.shape[0])
+            return Parts(
+                expected=f"{L} and {R} of equal length (a dot product pairs their elements)",
+                got=_got([left, right]),
+                fix=f"compare vectors made along the same axis; to pair the first {n} of each: "
+                f"torch.dot({L}[:{n}], {R}[:{n}])",
+            )
         k1, k2, axis = _inner(a, b)
         if b.ndim == 2 and b.shape[1] == k1:
             fix = (f"{R} looks stored as (out, in), torch's nn.Linear layout: use {L} @ {R}.T, "
@@ -125,8 +141,9 @@ def _matmul(m: re.Match, site: Site) -> Parts:
         elif b.ndim > 2 and b.shape[-1] == k1:
             fix = (f"to contract the last axes of both, transpose the right one: "
                    f"{L} @ {R}.transpose(-2, -1)")
-        elif a.ndim == 2 and a.shape[0] == k2:
-            fix = f"{L} looks transposed: use {L}.T @ {R}"
+        elif b.ndim == 1:
+            fix = (f"{R} needs {k1} entries, one per column of {L}; or make the layer that "
+                   f"produces {L} output {k2} features")
         else:
             out = f", {b.shape[-1]}" if b.ndim >= 2 else ""
             fix = (f"build {R} with {k1} rows ({k1}{out}), or make the layer that produces {L} "
@@ -154,6 +171,58 @@ def _matmul(m: re.Match, site: Site) -> Parts:
         got=f"{k1} and {k2}",
         fix=f"make the inner sizes agree ({k1} vs {k2})",
     )
+
+
+@_rule(r"1D tensors expected, but got (\d+)D and (\d+)D tensors")
+def _dot_rank(m: re.Match, site: Site) -> Parts:
+    tensors = site.tensors
+    expected = "two 1-D tensors (torch.dot multiplies two vectors; it does not broadcast)"
+    if len(tensors) < 2:
+        return Parts(expected=expected, got=f"{m[1]}-D and {m[2]}-D tensors",
+                     fix="for row-wise dot products use (a * b).sum(-1); for a matrix product, "
+                     "a @ b")
+    (x, y), (a, b) = tensors[:2], (tensors[0].tensor, tensors[1].tensor)
+    X, Y = _wrap(x.name), _wrap(y.name)
+    if a.shape == b.shape:
+        fix = f"one dot product per row: ({X} * {Y}).sum(-1), shape {shape_text(a.shape[:-1])}"
+    elif a.ndim == 2 and b.ndim == 1 and a.shape[1] == b.shape[0]:
+        fix = f"a matrix times a vector: {X} @ {Y} (or torch.mv({X}, {Y}))"
+    elif a.ndim >= 2 and b.ndim >= 2 and a.shape[-1] == b.shape[-2]:
+        fix = f"a matrix product: {X} @ {Y}"
+    else:
+        fix = f"flatten both to vectors of one length: torch.dot({X}.flatten(), {Y}.flatten())"
+    return Parts(expected=expected, got=_got([x, y]), fix=fix)
+
+
+def _wrap(name: str) -> str:
+    """``x[:, 0] * 2`` -> ``(x[:, 0] * 2)``: an operand safe to index or call a method on."""
+    simple = re.fullmatch(r"[\w.]+(\[[^\[\]]*\]|\([^()]*\))*(\.\w+)*", name)
+    return name if simple else f"({name})"
+
+
+def _plain(name: str) -> bool:
+    """A name or attribute chain (``h0``, ``self.h``), not a call or an expression."""
+    return re.fullmatch(r"[A-Za-z_][\w.]*", name) is not None
+
+
+def _constant(name: str) -> bool:
+    return re.fullmatch(r"-?[\d.e+-]+", name) is not None
+
+
+@_rule(r"Expected size for first two dimensions of batch2 tensor to be: \[(\d+), (\d+)\] but got: "
+       r"\[(\d+), (\d+)\]")
+def _bmm(m: re.Match, site: Site) -> Parts:
+    if len(site.tensors) >= 2:
+        return _matmul(m, site)
+    b1, k1, b2, k2 = (int(g) for g in m.groups())
+    if b1 != b2:
+        return Parts(expected="batch1 and batch2 with the same batch size (axis 0)",
+                     got=f"batch sizes {b1} and {b2}",
+                     fix="take both from the same batch; to multiply every matrix by one matrix, "
+                     "use a @ b[0]")
+    return Parts(expected="batch1's last axis == batch2's axis 1", got=f"{k1} and {k2}",
+                 fix=f"make the inner sizes agree ({k1} vs {k2}); to contract the last axes of "
+                 "both, pass b.transpose(1, 2)")
 
 
 # --- joining ---------------------------------------------------------------------------------
@@ -459,6 +528,25 @@ def _dim_range(m: re.Match, site: Site) -> Parts:
 # --- broadcasting ----------------------------------------------------------------------------
 
 
+def aligned(shapes: list[tuple[int, ...]]) -> list[str]:
+    """Shapes written aligned from the right, as broadcasting reads them.
+
+    >>> aligned([(4, 3), (4,)])
+    ['(4, 3)', '(   4)']
+    """
+    width = max(len(x) for x in shapes)
+    rows = [[None] * (width - len(x)) + list(x) for x in shapes]
+    sizes = [max(len(str(r[i])) for r in rows if r[i] is not None) for i in range(width)]
+    out = []
+    for row in rows:
+        cells = [" " * w if v is None else str(v).rjust(w)
+                 for v, w in zip(row, sizes, strict=True)]
+        seps = ["  " if row[i] is None else ", " for i in range(width - 1)]
+        text = "".join(c + sep for c, sep in zip(cells, [*seps, ""], strict=True))
+        out.append(f"({text})")
+    return out
+
+
 @_rule(r"The size of tensor a \((\d+)\) must match the size of tensor b \((\d+)\) at "
        r"non-singleton dimension (\d+)")
 def _broadcast(m: re.Match, site: Site) -> Parts:
@@ -466,25 +554,40 @@ def _broadcast(m: re.Match, site: Site) -> Parts:
     expected = "shapes that broadcast: aligned from the right, each pair of sizes equal or 1"
     tensors = site.tensors
     if len(tensors) < 2:
-        return Parts(expected=expected, got=f"sizes {sa} and {sb} at axis {dim}",
+        known = ", ".join(describe(t) for t in tensors)
+        names = [o.name for o in site.operands if o.tensor is None and not _constant(o.name)]
+        other = f", {names[0]}" if tensors and names else ""
+        return Parts(expected=expected,
+                     got=(f"{known}{other}: " if known else "") + f"sizes {sa} and {sb} at axis "
+                     f"{dim} of the result",
                      fix="give both operands equal sizes there, or insert an axis of size 1 where "
-                     "one should repeat (x[:, None], x.unsqueeze(k))")
+                     "one should repeat (t[:, None] or t.unsqueeze(k) on the operand t that "
+                     "should repeat)")
     a, b = tensors[0], tensors[1]
-    A, B = a.name, b.name
+    A, B = _wrap(a.name), _wrap(b.name)
     ta, tb = a.tensor, b.tensor
+    shown = aligned([tuple(ta.shape), tuple(tb.shape)])
+    note = (f"aligned from the right, {a.name} {shown[0]} and {b.name} {shown[1]} differ at axis "
+            f"{dim} of the result: {sa} vs {sb}")
     if ta.ndim == tb.ndim == 2 and tuple(ta.shape) == tuple(reversed(tb.shape)):
-        fix = f"{B} looks transposed: use {B}.T"
-    elif tb.ndim < ta.ndim and tb.ndim and tb.shape[0] == ta.shape[0] != 1:
-        fix = (f"{B} lines up with the last axes of {A}; to apply it along axis 0 add the axis "
-               f"back: {B}[:, None] (or keepdim=True where it was reduced)")
-    elif ta.ndim < tb.ndim and ta.ndim and ta.shape[0] == tb.shape[0] != 1:
-        fix = (f"{A} lines up with the last axes of {B}; to apply it along axis 0 add the axis "
-               f"back: {A}[:, None] (or keepdim=True where it was reduced)")
+        fix = f"{b.name} looks transposed: use {B}.T"
+    elif tb.ndim < ta.ndim and tb.ndim and tb.shape[0] == ta.shape[0] != 1 and not _constant(B):
+        fix = (f"{b.name} lines up with the last axes of {a.name}; to apply it along axis 0 add "
+               f"the axis back: {B}[{_new_axes(ta.ndim - tb.ndim)}] (or keepdim=True where it "
+               "was reduced)")
+    elif ta.ndim < tb.ndim and ta.ndim and ta.shape[0] == tb.shape[0] != 1 and not _constant(A):
+        fix = (f"{a.name} lines up with the last axes of {b.name}; to apply it along axis 0 add "
+               f"the axis back: {A}[{_new_axes(tb.ndim - ta.ndim)}] (or keepdim=True where it "
+               "was reduced)")
     else:
         fix = (f"make the sizes at axis {dim} equal ({sa} vs {sb}), or insert an axis of size 1 "
-               f"where one should repeat ({B}[:, None], {B}.unsqueeze(k))")
-    return Parts(expected=expected, got=_got([a, b]),
-                 note=f"axis {dim} of the result has {sa} vs {sb}", fix=fix)
+               f"where one should repeat ({B}.unsqueeze(k) or {A}.unsqueeze(k))")
+    return Parts(expected=expected, got=_got([a, b]), note=note, fix=fix)
+
+
+def _new_axes(n: int) -> str:
+    """``x[:, None]`` for one missing axis, ``x[:, None, None]`` for two."""
+    return ":, " + ", ".join(["None"] * n)
 
 
 @_rule(r"output with shape \[([\d, ]*)\] doesn't match the broadcast shape \[([\d, ]*)\]")
@@ -518,18 +621,72 @@ def _conv_channels(m: re.Match, site: Site) -> Parts:
     tensors = site.tensors
     x = "x" if not tensors or tensors[0].name in ("input", "x") else tensors[0].name
     if shape and shape[-1] == want:
-        fix = f"channels on the last axis: pass {x}.transpose(1, 2) (convolutions want (N, C, L))"
+        if len(shape) == 3:
+            fix = (f"channels on the last axis: pass {_wrap(x)}.transpose(1, 2) (Conv1d wants "
+                   "(N, C, L))")
+        else:
+            perm = ", ".join(str(i) for i in [0, len(shape) - 1, *range(1, len(shape) - 1)])
+            fix = (f"channels on the last axis: pass {_wrap(x)}.permute({perm}) (convolutions want "
+                   "(N, C, ...), channels on axis 1)")
     else:
         fix = f"build the convolution with {got} input channels, or fix the layer before"
     return Parts(expected=f"{x}: (N, {want}, ...), {want} channels on axis 1",
                  got=describe(tensors[0]) if tensors else shape_text(shape), fix=fix)
 
 
+def _layout(module: object) -> str:
+    """How an RNN reads its input: ``(batch, seq, feature)`` with ``batch_first=True``."""
+    if getattr(module, "batch_first", False):
+        return "batch_first=True: input (batch, seq, feature)"
+    return "batch_first=False: input (seq, batch, feature)"
+
+
 @_rule(r"input\.size\(-1\) must be equal to input_size\. Expected (\d+), got (\d+)")
 def _rnn_input(m: re.Match, site: Site) -> Parts:
-    return Parts(expected=f"input (..., {m[1]}) (input_size)",
-                 got=_got(site.tensors) or f"(..., {m[2]})",
-                 fix=f"build the RNN with input_size={m[2]}, or fix the layer before")
+    tensors = site.tensors
+    got = describe(tensors[0]) if tensors else f"(..., {m[2]})"
+    name = tensors[0].name if tensors and _plain(tensors[0].name) else "input"
+    note = ""
+    if site.module is not None:
+        note = _layout(site.module)
+        shape = tensors[0].tensor.shape if tensors else ()
+        if len(shape) == 3 and int(m[1]) in shape[:2]:
+            axis = list(shape[:2]).index(int(m[1]))
+            return Parts(expected=f"{name}: (..., {m[1]}), input_size features on the last axis",
+                         got=got, note=note + f"; the {m[1]} features are on axis {axis}",
+                         fix=f"move the features last: {_wrap(name)}.transpose({axis}, 2)")
+    return Parts(expected=f"{name}: (..., {m[1]}), input_size features on the last axis", got=got,
+                 note=note, fix=f"build the RNN with input_size={m[2]}, or fix the layer before")
+
+
+@_rule(r"Expected hidden(?:\[(\d)\])? size \(([\d, ]*)\), got \[([\d, ]*)\]")
+def _rnn_hidden(m: re.Match, site: Site) -> Parts:
+    want, got = _sizes(m[2]), _sizes(m[3])
+    which = {None: "h0", "0": "h0", "1": "c0"}[m[1]]
+    tensors, module = site.tensors, site.module
+    x = tensors[0] if tensors else None
+    hidden = tensors[1:]
+    h = hidden[int(m[1] or 0)] if len(hidden) > int(m[1] or 0) else None
+    name = h.name if h is not None and _plain(h.name) and not h.name.startswith("hx") else which
+    expected = (f"{name}: (num_layers * num_directions, batch, hidden_size) = {shape_text(want)}"
+                ", batch on axis 1 even with batch_first=True")
+    shown = describe(h) if h is not None else shape_text(got)
+    note = _layout(module) if module is not None else ""
+    make = f"torch.zeros({', '.join(str(v) for v in want)})"
+    if len(want) == 3 and len(got) == 3 and want[1] != got[1]:
+        b = want[1]
+        first = bool(getattr(module, "batch_first", False))
+        if not first and x is not None and x.tensor.ndim == 3 and x.tensor.shape[0] == got[1]:
+            # h0 was made for the input's axis 0: the data is (batch, seq, feature)
+            xn = x.name if _plain(x.name) else "the input"
+            fix = (f"{xn} looks (batch, seq, feature): build the layer with batch_first=True "
+                   "(h0 keeps its (num_layers, batch, hidden_size) layout)")
+        else:
+            fix = f"make {name} for a batch of {b}: {make}"
+        return Parts(expected=expected, got=shown,
+                     note=f"{note}; the input's batch is {b}, {name} has {got[1]}".lstrip("; "),
+                     fix=fix)
+    return Parts(expected=expected, got=shown, note=note, fix=f"make {name} {make}")
 
 
 @_rule(r"number of dimensions in the tensor input does not match the length of the desired "
@@ -543,19 +700,89 @@ def _permute(m: re.Match, site: Site) -> Parts:
 
 @_rule(r"einsum\(\): (.*)")
 def _einsum(m: re.Match, site: Site) -> Parts:
-    return Parts(expected="operands whose sizes agree for every repeated subscript",
-                 got=_got(site.tensors) or m[1], note=m[1],
-                 fix="check each operand's shape against the subscripts, in order")
+    generic = Parts(expected="operands whose sizes agree for every repeated subscript",
+                    got=_got(site.tensors) or m[1], note=m[1],
+                    fix="check each operand's shape against the subscripts, in order")
+    equation = next((o.value for o in site.operands if isinstance(o.value, str)), None)
+    tensors = site.tensors
+    if equation is None or "." in equation:
+        return generic
+    lhs, _, rhs = equation.replace(" ", "").partition("->")
+    subs = lhs.split(",")
+    if len(subs) != len(tensors):
+        return generic
+    shapes = [tuple(t.tensor.shape) for t in tensors]
+    bound = ", ".join(f"{t.name} {shape_text(sh)} as {sub}"
+                      for t, sh, sub in zip(tensors, shapes, subs, strict=True))
+    for i, (sub, shape) in enumerate(zip(subs, shapes, strict=True)):
+        if len(sub) != len(shape):
+            return Parts(expected=f"one subscript per axis: {len(sub)} for {sub!r}",
+                         got=f"{tensors[i].name}: {shape_text(shape)}, {len(shape)} axes",
+                         note=bound,
+                         fix=f"write {len(shape)} subscripts for operand {i}, or add ... for "
+                         "the leading axes")
+    fix = _einsum_fix(subs, shapes, rhs if "->" in equation else None)
+    return Parts(
+        expected="every repeated subscript of one size (or 1) in all operands",
+        got=bound,
+        note=m[1].replace("operand ", "operand #"),
+        fix=(f"the operands fit \"{fix[1]}\": {tensors[fix[0]].name} looks laid out as "
+             f"{fix[2]}; use that equation (or permute {tensors[fix[0]].name} to "
+             f"{subs[fix[0]]})") if fix else generic.fix,
+    )
+
+
+def _consistent(subs: list[str], shapes: list[tuple[int, ...]]) -> bool:
+    sizes: dict[str, int] = {}
+    for sub, shape in zip(subs, shapes, strict=True):
+        for letter, size in zip(sub, shape, strict=True):
+            if size != 1 and sizes.setdefault(letter, size) != size:
+                return False
+    return True
+
+
+def _einsum_fix(subs: list[str], shapes: list[tuple[int, ...]],
+                rhs: str | None) -> tuple[int, str, str] | None:
+    """Reorder one operand's subscripts (at most 4) so every size agrees: (operand, equation,
+    its subscripts)."""
+    import itertools
+
+    for i, sub in enumerate(subs):
+        if len(sub) > 4:
+            continue
+        for perm in itertools.permutations(sub):
+            new = "".join(perm)
+            if new == sub:
+                continue
+            trial = [*subs[:i], new, *subs[i + 1:]]
+            if _consistent(trial, shapes):
+                equation = ",".join(trial) + (f"->{rhs}" if rhs is not None else "")
+                return i, equation, new
+    return None
 
 
 # --- dtypes ----------------------------------------------------------------------------------
 
 
-@_rule(r"expected m1 and m2 to have the same dtype, but got: (\w+) != (\w+)|mat1 and mat2 must "
-       r"have the same dtype, but got (\w+) and (\w+)|expected scalar type (\w+) but found (\w+)")
+@_rule(r"expected m1 and m2 to have the same dtype, but got: ([\w ]+?) != ([\w ]+)$|mat1 and mat2 "
+       r"must have the same dtype, but got (\w+) and (\w+)|expected scalar type (\w+) but found "
+       r"(\w+)")
 def _dtype(m: re.Match, site: Site) -> Parts:
     a, b = [g for g in m.groups() if g][:2]
     tensors = site.tensors
+    integers = [t for t in tensors if not (t.tensor.is_floating_point() or t.tensor.is_complex())]
+    floats = [t for t in tensors if t.tensor.is_floating_point()]
+    if integers and floats:
+        i, f = integers[0], floats[0]
+        dtype = str(f.tensor.dtype).removeprefix("torch.")
+        return Parts(
+            expected="operands of one dtype (matmul does not promote integers)",
+            got=_got(tensors),
+            note=f"{i.name} holds integers; if they are indices into {f.name}'s rows, look them up "
+            f"with {f.name}[{i.name}] instead",
+            fix=f"convert it: {_wrap(i.name)}.to({f.name}.dtype)" + (
+                f" (or {_wrap(i.name)}.float())" if dtype == "float32" else ""),
+        )
     cast = {"float": ".float()", "double": ".double()", "half": ".half()"}
     target = tensors[0].name if tensors else "the input"
     return Parts(

@@ -1,12 +1,17 @@
-"""Render a :class:`~shapekit._trace.Trace` as plain text, Markdown or a rich table.
+"""Render a :class:`~shapekit._trace.Trace` as plain text, Markdown, a rich table, CSV, a dict
+(for JSON) or HTML.
 
-All three show the same columns (layer, input, output, params, dims), mark the failing row, and end
-with a footer: the total parameter count, input -> output, and the error when the forward failed.
-Plain text stays ASCII so it survives any terminal encoding and log file.
+Every form shows the trace's columns (``trace(..., columns=...)``; layer first), marks the failing
+row, and ends with the same footer: the total parameter count, input -> output, FLOPs and memory
+when they were measured, and the error (explained when ``shapekit.explain()`` knows it). Plain
+text stays ASCII so it survives any terminal encoding and log file.
 """
 
 from __future__ import annotations
 
+import csv
+import html as _html
+import io
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +22,12 @@ if TYPE_CHECKING:
 
 _SHOWN = 4  # entries shown per cell before "(+N more)"
 _ERROR_LINES = 8  # lines of the error message shown in the footer
-_HEADERS = ("layer", "input", "output", "params", "dims")
+_RIGHT = frozenset({"params", "trainable", "flops", "macs", "memory"})  # numbers, right-aligned
+_META_HINT = (
+    "on the meta device tensors have shapes but no values, so a forward that reads values "
+    "(.item(), if x.any(), printing a tensor) cannot run there; fix: trace a smaller config of "
+    "the model without device='meta'"
+)
 
 
 def shapes_text(keys: tuple[str, ...], shapes: tuple[Shape, ...]) -> str:
@@ -38,9 +48,35 @@ def _shape(shape: Shape) -> str:
     return shape if isinstance(shape, str) else shape_text(shape)
 
 
+def bytes_text(n: int) -> str:
+    """``512 B``, ``4.0 KiB``, ``12.6 GiB``: a byte count as people read it.
+
+    >>> bytes_text(512), bytes_text(4096), bytes_text(13_476_839_424)
+    ('512 B', '4.0 KiB', '12.6 GiB')
+    """
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def count_text(n: int) -> str:
+    """``76,579``; ``6.74 G`` / ``2.1 M`` above a million, as FLOP counts are read.
+
+    >>> count_text(76_579), count_text(2_100_000), count_text(6_738_415_616)
+    ('76,579', '2.10 M', '6.74 G')
+    """
+    for scale, unit in ((1e12, "T"), (1e9, "G"), (1e6, "M")):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n:,}"
+
+
 def layer_text(row: Row) -> str:
-    """``layers[2] Linear``: where the module sits and what it is."""
-    return f"{row.path} {row.type}" if row.path else row.type
+    """``layers[2] Linear``: where the layer sits and what it is (an op row: its function)."""
+    return f"{row.path} {row.type}" if row.path and row.kind == "layer" else row.type
 
 
 def output_text(row: Row) -> str:
@@ -52,11 +88,48 @@ def output_text(row: Row) -> str:
 
 
 def params_text(row: Row) -> str:
-    return f"{row.params:,}" if row.params else "-"
+    """``4,256``; a row whose parameters an earlier row counted says so: ``4,256 (tied: wte)``."""
+    if not row.params:
+        return "-"
+    text = f"{row.params:,}"
+    if row.shared:
+        part = "" if row.shared == row.params else f"{row.shared:,} "
+        where = "counted above" if row.shared_with == row.path else f"tied: {row.shared_with}"
+        text += f" ({part}{where})"
+    return text
+
+
+def cell(row: Row, column: str) -> str:
+    """The text of one cell (``column`` from ``shapekit._trace.COLUMNS``)."""
+    if column == "input":
+        return shapes_text(row.input_keys, row.input_shapes)
+    if column == "output":
+        return output_text(row)
+    if column == "params":
+        return params_text(row)
+    if column == "trainable":
+        return f"{row.trainable:,}" if row.trainable else "-"
+    if column == "dims":
+        return row.dims
+    if column == "kernel":
+        return shape_text(row.kernel) if row.kernel else ""
+    if column == "dtype":
+        return " ".join(row.dtypes)
+    if column == "device":
+        return " ".join(row.devices)
+    if column in ("flops", "macs"):
+        if row.flops is None:
+            return ""
+        n = row.flops if column == "flops" else row.flops // 2
+        return count_text(n) if n else "-"
+    if column == "memory":
+        return bytes_text(row.output_bytes) if row.output_bytes else "-"
+    raise ValueError(f"unknown column {column!r}")
 
 
 def footer_lines(trace: Trace) -> list[str]:
-    """``total params: 76,579 | input (32, 8) -> output (32, 27)``, then the error, if any."""
+    """``total params: 76,579 | input (32, 8) -> output (32, 27)``, then FLOPs, memory and the
+    error, if any."""
     root = trace.rows[0] if trace.rows else None
     given = shapes_text(root.input_keys, root.input_shapes) if root else "?"
     if trace.failed:
@@ -65,58 +138,158 @@ def footer_lines(trace: Trace) -> list[str]:
     else:
         result = "output " + (shapes_text(root.output_keys, root.output_shapes) if root else "?")
     lines = [f"total params: {trace.total_params:,} | input {given or '()'} -> {result}"]
+    frozen = trace.total_params - trace.trainable_params
+    if "trainable" in trace.columns or (frozen and trace.trainable_params):
+        lines.append(f"trainable params: {trace.trainable_params:,} | frozen params: {frozen:,}")
+    if trace.flops is not None:
+        lines.append(f"FLOPs: {count_text(trace.flops)} | multiply-adds: "
+                     f"{count_text(trace.flops // 2)} (torch.utils.flop_counter)")
+    if trace.memory is not None:
+        m = trace.memory
+        lines.append(f"memory: params {bytes_text(m.params)}, buffers {bytes_text(m.buffers)} | "
+                     f"forward/backward adds {bytes_text(m.forward_backward)} (saved activations "
+                     f"{bytes_text(m.saved)} + gradients {bytes_text(m.gradients)} + output "
+                     f"{bytes_text(m.output)} + largest activation {bytes_text(m.largest)})")
+    if trace.device == "meta":
+        lines.append("device: meta (shapes only: no weights or activations were allocated)")
     if trace.error is not None:
-        message = str(trace.error).strip().splitlines()[:_ERROR_LINES] or [""]
-        lines.append(f"error: {type(trace.error).__name__}: {message[0]}".rstrip(": "))
+        shown = trace.explanation if trace.explanation is not None else trace.error
+        message = str(shown).strip().splitlines()[:_ERROR_LINES] or [""]
+        lines.append(f"error: {type(shown).__name__}: {message[0]}".rstrip(": "))
         lines += message[1:]
+        if trace.explanation is not None:
+            raw = str(trace.error).strip().splitlines()
+            lines.append(f"  torch said: {type(trace.error).__name__}: {raw[0] if raw else ''}")
+        elif trace.device == "meta" and "meta" in str(trace.error):
+            lines.append(f"  {_META_HINT}")
     return lines
 
 
-def _cells(row: Row, indent: str) -> list[str]:
-    return [
-        indent * row.depth + layer_text(row),
-        shapes_text(row.input_keys, row.input_shapes),
-        output_text(row),
-        params_text(row),
-        row.dims,
-    ]
+def _shown(trace: Trace) -> list[str]:
+    """The trace's columns that have something in some row (a plain torch model has no dims)."""
+    return [c for c in trace.columns if any(cell(row, c) for row in trace.rows)]
+
+
+def _columns(trace: Trace) -> list[str]:
+    return ["layer", *_shown(trace)]
+
+
+def _cells(headers: list[str], row: Row, indent: str) -> list[str]:
+    return [indent * row.depth + layer_text(row), *(cell(row, c) for c in headers[1:])]
 
 
 def plain(trace: Trace) -> str:
-    """An aligned ASCII table; the failing row starts with ``>>``."""
-    table = [list(_HEADERS)] + [_cells(row, "  ") for row in trace.rows]
-    columns = [c for c in range(len(_HEADERS)) if any(line[c] for line in table[1:])]
-    columns = columns if 0 in columns else [0, *columns]
-    widths = {c: max(len(line[c]) for line in table) for c in columns}
+    """An aligned ASCII table; the failing row starts with ``>>``; empty columns are left out."""
+    headers = _columns(trace)
+    table = [headers] + [_cells(headers, row, "  ") for row in trace.rows]
+    shown = range(len(headers))
+    widths = {c: max(len(line[c]) for line in table) for c in shown}
     lines = []
     for i, line in enumerate(table):
         row = trace.rows[i - 1] if i else None
         marker = ">> " if row is not None and row.failed else "   "
-        cells = [line[c].rjust(widths[c]) if _HEADERS[c] == "params" else line[c].ljust(widths[c])
-                 for c in columns]
+        cells = [line[c].rjust(widths[c]) if headers[c] in _RIGHT else line[c].ljust(widths[c])
+                 for c in shown]
         lines.append((marker + "  ".join(cells)).rstrip())
     return "\n".join([*lines, "", *footer_lines(trace)])
 
 
 def markdown(trace: Trace) -> str:
     """A Markdown table (depth shown with non-breaking spaces), then the footer."""
-    lines = ["| " + " | ".join(_HEADERS) + " |", "|---|---|---|---:|---|"]
+    headers = _columns(trace)
+    align = ["---:" if h in _RIGHT else "---" for h in headers]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(align) + "|"]
     for row in trace.rows:
-        cells = [_escape(c) for c in _cells(row, "")]
-        layer = _escape(f"`{row.path}` {row.type}" if row.path else row.type)
+        cells = [_escape(c) for c in _cells(headers, row, "")]
+        layer = _escape(f"`{row.path}` {row.type}" if row.path and row.kind == "layer"
+                        else row.type)
         if row.failed:
-            layer, cells[2] = f"**✗ {layer}**", f"**{cells[2]}**"
+            layer = f"**✗ {layer}**"
+            if "output" in headers:
+                out = headers.index("output")
+                cells[out] = f"**{cells[out]}**"
         cells[0] = "&nbsp;&nbsp;" * row.depth + layer
         lines.append("| " + " | ".join(cells) + " |")
     footer = footer_lines(trace)
-    lines += ["", footer[0].replace("->", "→")]
-    if len(footer) > 1:
-        lines += ["", "```text", *footer[1:], "```"]
+    error_at = next((i for i, line in enumerate(footer) if line.startswith("error:")), len(footer))
+    lines += ["", *(line.replace("->", "→") for line in footer[:error_at])]
+    if error_at < len(footer):
+        lines += ["", "```text", *footer[error_at:], "```"]
     return "\n".join(lines) + "\n"
 
 
-def _escape(cell: str) -> str:
-    return cell.replace("|", "\\|")
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def csv_text(trace: Trace) -> str:
+    """Header, then one line per row: path, type, depth, the columns (numbers as plain integers),
+    and the error."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["path", "type", "depth", *trace.columns, "error"])
+    for row in trace.rows:
+        writer.writerow([row.path, row.type, row.depth,
+                         *(_raw(row, c) for c in trace.columns), row.error or ""])
+    return out.getvalue()
+
+
+def _raw(row: Row, column: str) -> Any:
+    """A cell as a number where it is one (params, FLOPs, bytes); else its text."""
+    numbers = {"params": row.params, "trainable": row.trainable, "memory": row.output_bytes,
+               "flops": row.flops, "macs": None if row.flops is None else row.flops // 2}
+    if column in numbers:
+        value = numbers[column]
+        return "" if value is None else value
+    return cell(row, column)
+
+
+def as_dict(trace: Trace) -> dict[str, Any]:
+    """The trace as JSON-ready values: totals, memory, error, and every row's fields."""
+    import dataclasses
+
+    memory = None
+    if trace.memory is not None:
+        memory = {**dataclasses.asdict(trace.memory),
+                  "forward_backward": trace.memory.forward_backward}
+    return {
+        "model": trace.model,
+        "total_params": trace.total_params,
+        "trainable_params": trace.trainable_params,
+        "flops": trace.flops,
+        "memory": memory,
+        "device": trace.device,
+        "columns": list(trace.columns),
+        "failed": trace.failed,
+        "error": None if trace.error is None else f"{type(trace.error).__name__}: {trace.error}",
+        "explanation": None if trace.explanation is None else str(trace.explanation),
+        "rows": [{**dataclasses.asdict(row), "failed": row.failed} for row in trace.rows],
+    }
+
+
+def html(trace: Trace) -> str:
+    """A ``<table>`` (the failing row in red) and the footer in a ``<pre>``."""
+    headers = _columns(trace)
+    esc = _html.escape
+    parts = ['<div class="shapekit-trace"><table>', "<thead><tr>"]
+    parts += [f'<th style="text-align:{"right" if h in _RIGHT else "left"}">{esc(h)}</th>'
+              for h in headers]
+    parts.append("</tr></thead><tbody>")
+    for row in trace.rows:
+        style = ' style="color:#c00;font-weight:bold"' if row.failed else ""
+        parts.append(f"<tr{style}>")
+        for header, text in zip(headers, _cells(headers, row, ""), strict=True):
+            if header == "layer":
+                mark = "✗ " if row.failed else ""
+                text = "&nbsp;&nbsp;" * row.depth + mark + esc(text)
+            else:
+                text = esc(text)
+            align = "right" if header in _RIGHT else "left"
+            parts.append(f'<td style="text-align:{align};font-family:monospace">{text}</td>')
+        parts.append("</tr>")
+    parts.append("</tbody></table>")
+    parts.append(f"<pre>{esc(chr(10).join(footer_lines(trace)))}</pre></div>")
+    return "".join(parts)
 
 
 def rich_renderables(trace: Trace) -> Iterator[Any]:
@@ -125,18 +298,20 @@ def rich_renderables(trace: Trace) -> Iterator[Any]:
     from rich.text import Text
 
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for header in _HEADERS:
-        table.add_column(header, justify="right" if header == "params" else "left",
+    headers = _columns(trace)
+    for header in headers:
+        table.add_column(header, justify="right" if header in _RIGHT else "left",
                          style="dim" if header == "dims" else None, overflow="fold")
     for row in trace.rows:
-        cells = _cells(row, "  ")
+        cells = _cells(headers, row, "  ")
         if row.failed:
             cells[0] = "  " * row.depth + "✗ " + layer_text(row)
         style = "bold red" if row.failed else ("red" if not row.returned else None)
-        table.add_row(*(Text(cell) for cell in cells), style=style)
+        table.add_row(*(Text(c) for c in cells), style=style)
     yield table
     footer = footer_lines(trace)
+    error_at = next((i for i, line in enumerate(footer) if line.startswith("error:")), len(footer))
     yield Text("")
-    yield Text(footer[0])
-    if len(footer) > 1:
-        yield Text("\n".join(footer[1:]), style="red")
+    yield Text("\n".join(footer[:error_at]))
+    if error_at < len(footer):
+        yield Text("\n".join(footer[error_at:]), style="red")

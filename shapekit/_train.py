@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._data import Splits
-from ._modes import checks, get_checks
 
 __all__ = ["TrainResult", "evaluate", "lr_at", "train"]
 
@@ -113,7 +112,7 @@ def train(
     parameters = list(model.parameters())
     lossi = [] if lossi is None else lossi
     model.train()
-    fast_step = compiled_step(model, parameters) if compile else None
+    fast_step = compiled_step(model) if compile else None
     stop = _SigintFlag()
     reporter = _Reporter(steps, start_step) if progress else None
     step, interrupted = start_step, False
@@ -155,52 +154,55 @@ def train(
     return TrainResult(step, lossi, torch.get_rng_state(), seconds, interrupted, start_step)
 
 
-def compiled_step(
-    model: torch.nn.Module, parameters: list[torch.nn.Parameter]
-) -> Callable[[Tensor, Tensor, float], Tensor]:
-    """One step of the lecture's loop, ``(Xb (B, T), Yb (B,), lr) -> loss ()``, with the model's
-    forward and backward compiled by ``torch.compile`` and the update compiled into one kernel:
-    the same arithmetic as the eager loop, rounded in another order.
+def compiled_step(model: torch.nn.Module) -> Callable[[Tensor, Tensor, float], Tensor]:
+    """One step of the lecture's loop, ``(Xb (B, T), Yb (B,), lr) -> loss ()``, compiled by
+    ``torch.compile`` into one graph: forward, backward (``torch.func.grad_and_value``) and the
+    update ``p += -lr * grad``. The same arithmetic as the eager loop, rounded in another order;
+    the parameters and running statistics are updated in place, as eagerly.
 
-    Shape checks: the first step with each batch shape runs eagerly, in the current check mode,
-    so every shape the training inputs produce is checked before anything is compiled. Training
-    feeds the same shapes at every step, so in the default mode ``"once"`` the compiled steps
-    after it skip the checks without losing any (the trust "once" gives eagerly). In ``"always"``
-    every compiled step is checked too (a graph break around each checked layer).
+    The first step with each batch shape runs eagerly, so every layer checks that shape (in the
+    current check mode) before anything is compiled. In the default mode ``"once"`` the compiled
+    graph then has no checks in it at all; in ``"always"`` every checked layer runs outside the
+    graph.
 
     >>> import torch
     >>> from shapekit._models import build_model
-    >>> model = build_model("context8")
-    >>> step = compiled_step(model, list(model.parameters()))
+    >>> step = compiled_step(build_model("context8"))
     >>> X, Y = torch.zeros(32, 8, dtype=torch.long), torch.zeros(32, dtype=torch.long)
     >>> float(step(X, Y, 0.1)) > 0  # eager and checked: the first step with these shapes
     True
     """
-    compiled_model = torch.compile(model)
+    # The parameters without autograd's tracking, sharing their storage: updated in place.
+    params = {name: p.detach() for name, p in model.named_parameters()}
+    buffers = dict(model.named_buffers())
+    parameters = list(model.parameters())
+
+    def loss_of(params: dict, buffers: dict, Xb: Tensor, Yb: Tensor) -> Tensor:
+        logits = torch.func.functional_call(model, (params, buffers), (Xb,))  # (B, 27)
+        return F.cross_entropy(logits, Yb)
 
     @torch.compile
-    def update(rate: float) -> None:
-        for p in parameters:
-            p.data += -rate * p.grad
+    def fused_step(Xb: Tensor, Yb: Tensor, rate: Tensor) -> Tensor:
+        grads, loss = torch.func.grad_and_value(loss_of)(params, buffers, Xb, Yb)
+        for name, p in params.items():
+            p.add_(-rate * grads[name])  # p.data += -lr * p.grad
+        return loss
 
     def step(Xb: Tensor, Yb: Tensor, rate: float) -> Tensor:
         shapes = (Xb.shape, Xb.dtype, Yb.shape)
-        first = shapes not in checked
-        mode = get_checks()
-        with checks("off" if mode == "once" and not first else mode):
-            loss = F.cross_entropy((model if first else compiled_model)(Xb), Yb)
-            for p in parameters:
-                p.grad = None
-            loss.backward()
-            if first:
-                for p in parameters:
-                    p.data += -rate * p.grad
-            else:
-                update(rate)
+        if shapes in checked:
+            # the rate as a tensor: a new float would compile a new graph
+            return fused_step(Xb, Yb, torch.tensor(rate))
         checked.add(shapes)
+        loss = F.cross_entropy(model(Xb), Yb)
+        grads = torch.autograd.grad(loss, parameters, allow_unused=True)
+        with torch.no_grad():
+            for p, grad in zip(parameters, grads, strict=True):
+                if grad is not None:
+                    p.add_(-rate * grad)
         return loss.detach()
 
-    checked: set[tuple] = set()  # batch shapes whose eager step passed the checks
+    checked: set[tuple] = set()  # batch shapes whose eager, checked step is done
     return step
 
 
@@ -233,25 +235,43 @@ def evaluate(model: torch.nn.Module, X: Tensor, Y: Tensor, *, chunk: int | None 
 
 
 class _SigintFlag:
-    """Within ``with``: SIGINT sets ``raised`` instead of raising mid-step (main thread only)."""
+    """Within ``with``: SIGINT (Ctrl-C) and SIGTERM (``kill``, a job scheduler's stop) set
+    ``raised`` instead of stopping mid-step (main thread only); ``signum`` says which came.
+
+    A second signal while the first is pending raises ``KeyboardInterrupt``: the user insists.
+    On exit the handlers found on entry are restored (``SIG_IGN`` under ``nohup`` included).
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    last_signal: int | None = None  # the signal that stopped the latest training, for the CLI
 
     def __init__(self) -> None:
         self.raised = False
-        self._previous = None
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
 
     def __enter__(self) -> _SigintFlag:
+        _SigintFlag.last_signal = None
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for signum in self.SIGNALS:
+                previous = signal.signal(signum, self._handle)
+                if previous is signal.SIG_IGN:  # ignored by whoever started us (a `cmd &`): keep it
+                    signal.signal(signum, previous)
+                else:
+                    self._previous[signum] = previous
         return self
 
     def _handle(self, signum, frame) -> None:
-        if self.raised:  # a second Ctrl-C: the user insists
+        if self.raised:
             raise KeyboardInterrupt
-        self.raised = True
+        self.raised, self.signum = True, signum
+        _SigintFlag.last_signal = signum
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            if previous is not None:  # None: set outside Python, cannot be restored
+                signal.signal(signum, previous)
+        self._previous = {}
 
 
 class _Reporter:
@@ -291,7 +311,9 @@ class _Reporter:
                 self.bar.update(self.task, completed=i + 1, loss=loss, rate=self._rate(i))
         elif i % PRINT_EVERY == 0 or i + 1 == self.steps:
             loss = 10**log10_loss
-            print(f"{i:7d}/{self.steps:7d}: {loss:.4f}  ({self._rate(i):,.0f} steps/s)", flush=True)
+            # one step is no rate: the first includes warm-up, so it would read "(1 steps/s)"
+            rate = f"  ({self._rate(i):,.0f} steps/s)" if i > self.start_step else ""
+            print(f"{i:7d}/{self.steps:7d}: {loss:.4f}{rate}", flush=True)
 
     def close(self) -> None:
         if self.bar is not None:

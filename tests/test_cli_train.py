@@ -196,8 +196,9 @@ def truncate(d):
 
 
 def mismatched(d):
+    run_id = json.loads((d / "config.json").read_text())["run_id"]  # the same run, other weights
     save_checkpoint(d, build_model("context8"), model_name="wavenet", step=1, lossi=[0.1],
-                    rng_state=torch.get_rng_state())
+                    rng_state=torch.get_rng_state(), run_id=run_id)
 
 
 @pytest.mark.parametrize("edit, message", [

@@ -83,8 +83,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Length", str(len(body) if length is None else length))
         self.end_headers()
-        time.sleep(stall)
         with contextlib.suppress(OSError):  # the client may have given up (the timeout test)
+            if stall < 0:  # trickle: one byte every -stall seconds, each well within the timeout
+                for i in range(len(body)):
+                    self.wfile.write(body[i : i + 1])
+                    self.wfile.flush()
+                    time.sleep(-stall)
+                return
+            time.sleep(stall)
             self.wfile.write(body)  # then the handler returns and the connection closes (HTTP/1.0)
 
     def log_message(self, *args):  # keep pytest's output clean
@@ -438,3 +444,111 @@ def test_lecture_counts_on_names_txt():
     assert s.Xdev.shape == (22_655, 8) and s.Ydev.shape == (22_655,)
     assert s.Xte.shape == (22_866, 8) and s.Yte.shape == (22_866,)
     assert s.Xtr.dtype == s.Ytr.dtype == torch.int64
+
+
+# --- a cache that cannot be read or written, the download deadline, leftovers -----------------
+
+
+def test_unwritable_cache_keeps_the_verified_download(tmp_path, monkeypatch, server, small_hash,
+                                                      capsys):
+    blocker = write(tmp_path / "not-a-dir", b"")  # the cache's parent is a file: mkdir fails
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    server(SMALL)
+    assert load_names() == Names(SMALL_WORDS, "download", small_hash)
+    err = capsys.readouterr().err
+    assert f"shapekit: cannot write the cache {blocker / 'shapekit/names.txt'} (" in err
+    assert "using the verified download for this run only" in err
+    assert "fix: make" in err and "export XDG_CACHE_HOME=" in err
+    assert "failed" not in err and "fallback" not in err and "`names` package" not in err
+
+
+def test_unreadable_cache_is_ignored_not_a_traceback(cache_dir, monkeypatch, capsys):
+    path = write(cache_dir / "names.txt", b"emma\n")
+    real = Path.read_bytes
+
+    def denied(self):
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    assert load_names(offline=True).source == "fallback"
+    err = capsys.readouterr().err
+    assert f"cannot read the cache {path} (Permission denied); ignoring it" in err
+
+
+def test_corrupt_cache_that_cannot_be_deleted_falls_back(cache_dir, monkeypatch, capsys):
+    write(cache_dir / "names.txt", b"zed\n")
+    monkeypatch.setattr(Path, "unlink", lambda self, missing_ok=False: (_ for _ in ()).throw(
+        PermissionError(13, "Permission denied", str(self))))
+    assert load_names(offline=True).source == "fallback"
+    assert "(Permission denied); ignoring it" in capsys.readouterr().err
+
+
+def test_download_has_a_total_deadline(cache_dir, server, small_hash, monkeypatch, capsys):
+    monkeypatch.setenv("SHAPEKIT_DOWNLOAD_DEADLINE", "0.3")
+    server(SMALL, stall=-0.1)  # 16 bytes at 10 per second: each read is quick, the whole is not
+    start = time.monotonic()
+    assert load_names().source == "fallback"
+    assert time.monotonic() - start < 1.2
+    assert_cache_empty(cache_dir)
+    assert ("not done after the 0.3 s deadline" in capsys.readouterr().err)
+
+
+def test_download_deadline_env_is_validated(monkeypatch):
+    monkeypatch.setenv("SHAPEKIT_DOWNLOAD_DEADLINE", "soon")
+    with pytest.raises(DataError, match=r"SHAPEKIT_DOWNLOAD_DEADLINE='soon': expected a number of "
+                       r"seconds > 0 .*; fix: export SHAPEKIT_DOWNLOAD_DEADLINE=60"):
+        load_names()
+
+
+def test_partial_files_of_dead_downloads_are_removed(cache_dir, server, small_hash):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = [write(cache_dir / f".names-{dead}-abc.part", b"em"),
+             write(cache_dir / ".names-k2j3.part", b"em")]  # the old naming, without a pid
+    live = write(cache_dir / f".names-{os.getpid()}-xyz.part", b"em")  # a download under way
+    server(SMALL)
+    assert load_names(quiet=True).source == "download"
+    assert not any(p.exists() for p in stale) and live.exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_cached_file_mode_follows_the_umask(cache_dir, server, small_hash, umask):
+    server(SMALL)
+    old = os.umask(umask)
+    try:
+        load_names(quiet=True)
+    finally:
+        os.umask(old)
+    assert (cache_dir / "names.txt").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_min_split_words_is_the_fewest_that_split():
+    def splits(n):
+        return all(map(len, split_words([str(i) for i in range(n)])))
+
+    assert not splits(_data.MIN_SPLIT_WORDS - 1)
+    assert all(splits(n) for n in range(_data.MIN_SPLIT_WORDS, 300))
+
+
+def test_too_few_names_to_split_is_refused():
+    with pytest.raises(DataError, match=r"^--data x.txt: has 3 name\(s\), too few for the "
+                       r"lecture's 80/10/10 split \(train 2, dev 0, test 1\); expected at least 6 "
+                       r"names; fix: pass --data with a longer file"):
+        _data.check_splittable(["a", "b", "c"], "--data x.txt")
+    _data.check_splittable(["a"] * 6, "--data x.txt")
+
+
+@pytest.mark.parametrize("content", [b"", b"Emma\n", b"emma\n\nava\n", b" emma\n", b"em-ma\n",
+                                     b"\n\n"])
+def test_command_line_fixes_name_no_python_call(tmp_path, content):
+    path = write(tmp_path / "names.txt", content)
+    with pytest.raises(DataError) as info:
+        load_names(path)
+    message = _data.for_command_line(str(info.value))
+    assert "normalize=True" not in message and "load_names()" not in message, message
+    assert "fix: " in message and not message.rstrip().endswith((",", "or")), message

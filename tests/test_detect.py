@@ -465,6 +465,464 @@ class TestVarSingleElement:
         strict_raises(lambda: torch.randn(1).std(), "var-single-element")
 
 
+# --- running-stat-growth -----------------------------------------------------------------------
+# The lecture's layers as the lecture writes them: plain Python classes, no torch.nn.Module.
+
+
+class Linear:
+    def __init__(self, fan_in, fan_out, bias=True):
+        self.weight = torch.randn((fan_in, fan_out)) / fan_in**0.5  # note: kaiming init
+        self.bias = torch.zeros(fan_out) if bias else None
+
+    def __call__(self, x):
+        self.out = x @ self.weight
+        if self.bias is not None:
+            self.out += self.bias
+        return self.out
+
+    def parameters(self):
+        return [self.weight] + ([] if self.bias is None else [self.bias])
+
+
+class BatchNorm1d:
+    """The lecture's layer before the fix: statistics over axis 0 only."""
+
+    def __init__(self, dim, eps=1e-5, momentum=0.1):
+        self.eps = eps
+        self.momentum = momentum
+        self.training = True
+        # parameters (trained with backprop)
+        self.gamma = torch.ones(dim)
+        self.beta = torch.zeros(dim)
+        # buffers (trained with a running 'momentum update')
+        self.running_mean = torch.zeros(dim)
+        self.running_var = torch.ones(dim)
+
+    def __call__(self, x):
+        # calculate the forward pass
+        if self.training:
+            xmean = x.mean(0, keepdim=True)  # batch mean
+            xvar = x.var(0, keepdim=True)  # batch variance
+        else:
+            xmean = self.running_mean
+            xvar = self.running_var
+        xhat = (x - xmean) / torch.sqrt(xvar + self.eps)  # normalize to unit variance
+        self.out = self.gamma * xhat + self.beta
+        # update the buffers
+        if self.training:
+            with torch.no_grad():
+                self.running_mean = (1 - self.momentum) * self.running_mean + self.momentum * xmean
+                self.running_var = (1 - self.momentum) * self.running_var + self.momentum * xvar
+        return self.out
+
+    def parameters(self):
+        return [self.gamma, self.beta]
+
+
+class FixedBatchNorm1d(BatchNorm1d):
+    """The lecture's fix: every axis but the channels."""
+
+    def __call__(self, x):
+        if self.training:
+            if x.ndim == 2:
+                dim = 0
+            elif x.ndim == 3:
+                dim = (0, 1)
+            xmean = x.mean(dim, keepdim=True)  # batch mean
+            xvar = x.var(dim, keepdim=True)  # batch variance
+        else:
+            xmean = self.running_mean
+            xvar = self.running_var
+        xhat = (x - xmean) / torch.sqrt(xvar + self.eps)  # normalize to unit variance
+        self.out = self.gamma * xhat + self.beta
+        if self.training:
+            with torch.no_grad():
+                self.running_mean = (1 - self.momentum) * self.running_mean + self.momentum * xmean
+                self.running_var = (1 - self.momentum) * self.running_var + self.momentum * xvar
+        return self.out
+
+
+class Tanh:
+    def __call__(self, x):
+        self.out = torch.tanh(x)
+        return self.out
+
+    def parameters(self):
+        return []
+
+
+class Embedding:
+    def __init__(self, num_embeddings, embedding_dim):
+        self.weight = torch.randn((num_embeddings, embedding_dim))
+
+    def __call__(self, IX):
+        self.out = self.weight[IX]
+        return self.out
+
+    def parameters(self):
+        return [self.weight]
+
+
+class LectureFlattenConsecutive:
+    def __init__(self, n):
+        self.n = n
+
+    def __call__(self, x):
+        B, T, C = x.shape
+        x = x.view(B, T // self.n, C * self.n)
+        if x.shape[1] == 1:
+            x = x.squeeze(1)
+        self.out = x
+        return self.out
+
+    def parameters(self):
+        return []
+
+
+class Sequential:
+    def __init__(self, layers):
+        self.layers = layers
+
+    def __call__(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        self.out = x
+        return self.out
+
+    def parameters(self):
+        # get parameters of all layers and stretch them out into one list
+        return [p for layer in self.layers for p in layer.parameters()]
+
+
+def lecture_model(batchnorm=BatchNorm1d, n_embd=10, n_hidden=68):
+    torch.manual_seed(42)
+    model = Sequential([
+        Embedding(27, n_embd),
+        LectureFlattenConsecutive(2), Linear(n_embd * 2, n_hidden, bias=False),
+        batchnorm(n_hidden), Tanh(),
+        LectureFlattenConsecutive(2), Linear(n_hidden * 2, n_hidden, bias=False),
+        batchnorm(n_hidden), Tanh(),
+        LectureFlattenConsecutive(2), Linear(n_hidden * 2, n_hidden, bias=False),
+        batchnorm(n_hidden), Tanh(),
+        Linear(n_hidden, 27),
+    ])
+    with torch.no_grad():
+        model.layers[-1].weight *= 0.1  # last layer make less confident
+    parameters = model.parameters()
+    for p in parameters:
+        p.requires_grad = True
+    return model, parameters
+
+
+def lecture_step(model, parameters, steps=2):
+    X, Y = _data()
+    for _ in range(steps):
+        ix = torch.randint(0, X.shape[0], (32,))
+        Xb, Yb = X[ix], Y[ix]  # batch X,Y
+        logits = model(Xb)
+        loss = F.cross_entropy(logits, Yb)  # loss function
+        for p in parameters:
+            p.grad = None
+        loss.backward()
+        for p in parameters:
+            p.data += -0.1 * p.grad
+
+
+class TestRunningStatGrowth:
+    def test_catches_the_lectures_bug_in_the_lectures_plain_classes(self):
+        model, parameters = lecture_model()
+        found = findings(lambda: lecture_step(model, parameters))
+        # once per line per block: running_mean and running_var, for all three layers
+        assert [w.rule for w in found] == ["running-stat-growth"] * 2
+        bn = model.layers[3]
+        assert bn.running_mean.shape == (1, 4, 68)  # the oracle: it really grew
+        mean_line = BatchNorm1d.__call__.__code__.co_firstlineno + 13
+        assert_message(found[0], "running-stat-growth", mean_line,
+                       "self.running_mean = ... expected self.running_mean's shape (68,) kept "
+                       "through its update under no_grad, got (1, 4, 68) (xmean is (1, 4, 68))",
+                       "fix: compute the statistic over every axis but the features, "
+                       "x.mean((0, 1), keepdim=True) for (B, T, C) input, so the update keeps "
+                       "(68,)")
+        assert "x.var((0, 1), keepdim=True)" in str(found[1])
+
+    def test_the_fix_it_names_runs_silent_and_keeps_the_shape(self):
+        model, parameters = lecture_model(FixedBatchNorm1d)
+        silent(lambda: lecture_step(model, parameters))
+        bn = model.layers[3]
+        assert strip_ones(bn.running_mean.shape) == (68,)
+        x = torch.randn(32, 4, 68)
+        ema = 0.9 * torch.zeros(68) + 0.1 * x.mean((0, 1), keepdim=True)  # the fix, applied
+        assert torch.allclose(ema.view(68), 0.1 * x.mean((0, 1)))
+
+    def test_catches_a_module_with_a_plain_tensor_attribute(self):
+        class Norm(torch.nn.Module):
+            def __init__(self, dim):
+                super().__init__()
+                self.running_mean = torch.zeros(dim)  # not registered: Module hooks miss it
+
+            def forward(self, x):
+                with torch.no_grad():
+                    self.running_mean = 0.9 * self.running_mean + 0.1 * x.mean(0)
+                return x - self.running_mean
+
+        norm = Norm(16)
+        w = one(lambda: norm(torch.randn(8, 5, 16)), "running-stat-growth")
+        assert norm.running_mean.shape == (5, 16)
+        assert "got (5, 16) (x.mean(0)" not in str(w)  # a call is never evaluated again
+        assert "expected self.running_mean's shape (16,)" in str(w)
+
+    def test_a_registered_buffer_stays_caught_by_buffer_shape_change(self):
+        bn = UserBuggyBatchNorm1d(68)
+        found = findings(lambda: bn(torch.randn(32, 4, 68)))
+        assert [w.rule for w in found] == ["buffer-shape-change"] * 2
+
+    def test_silent_on_near_misses(self):
+        class Stats:
+            def __init__(self):
+                self.running_mean = torch.zeros(16)
+                self.total = torch.zeros(())
+                self.bias = torch.zeros(16)
+                self.count = 0
+
+            def update(self, x):
+                with torch.no_grad():
+                    self.running_mean = 0.9 * self.running_mean + 0.1 * x.mean(0, keepdim=True)
+                    self.running_mean = torch.lerp(self.running_mean, x.mean(0), 0.1)
+                    self.running_mean.mul_(0.9).add_(0.1 * x.mean(0))  # in place
+                    centred = x - self.running_mean  # a broadcast not stored back
+                    self.out = x + self.bias  # another attribute
+                    self.total = self.total + x.sum(0)  # a scalar accumulator starts as one value
+                    self.count = self.count + 1
+                return centred
+
+        stats = Stats()
+        silent(lambda: [stats.update(torch.randn(8, 16)) for _ in range(2)])
+        assert stats.running_mean.shape == (1, 16)  # leading ones broadcast the same
+
+    def test_silent_when_gradients_are_on(self):
+        class Grows:
+            def __init__(self):
+                self.h = torch.zeros(1, 16)
+
+            def __call__(self, x):
+                self.h = 0.5 * self.h + x  # a hidden state broadcast to the batch on purpose
+                return self.h
+
+        silent(lambda: Grows()(torch.randn(8, 16)))
+
+    def test_strict_raises_before_the_attribute_is_replaced(self):
+        bn = BatchNorm1d(68)
+        strict_raises(lambda: bn(torch.randn(32, 4, 68)), "running-stat-growth")
+        assert bn.running_mean.shape == (68,)
+
+
+# --- linear-weight-matmul ----------------------------------------------------------------------
+
+
+class TestLinearWeightMatmul:
+    def test_catches_matmul_by_a_square_linears_weight(self):
+        lin = torch.nn.Linear(C, C)
+        x = torch.randn(B, T, C)
+        out = {}
+
+        def bug():
+            out["line"] = here() + 1
+            out["y"] = x @ lin.weight
+
+        w = one(bug, "linear-weight-matmul")
+        assert not torch.allclose(out["y"], lin(x) - lin.bias)  # the oracle: the transpose
+        assert_message(w, "linear-weight-matmul", out["line"], "x @ lin.weight expected",
+                       f"lin.weight: ({C}, {C}), an nn.Linear weight, stored (out_features, "
+                       "in_features)", "fix: call the layer, lin(x) (it adds the bias too), or "
+                       "use x @ lin.weight.T")
+
+    def test_the_fixes_it_names_compute_the_layer(self):
+        lin = torch.nn.Linear(C, C)
+        x = torch.randn(B, T, C)
+        silent(lambda: (lin(x), x @ lin.weight.T))
+        assert torch.allclose(x @ lin.weight.T + lin.bias, lin(x), atol=1e-6)
+
+    def test_catches_torch_matmul_and_the_method(self):
+        lin = torch.nn.Linear(C, C, bias=False)
+        x = torch.randn(B, C)
+        def bug():
+            torch.matmul(x, lin.weight)
+            x.matmul(lin.weight)
+
+        found = findings(bug)
+        assert [w.rule for w in found] == ["linear-weight-matmul"] * 2
+
+    def test_silent_on_near_misses(self):
+        lin = torch.nn.Linear(C, C)
+        emb = torch.nn.Embedding(C, C)
+        W = torch.nn.Parameter(torch.randn(C, C))  # the user's own (in, out) matrix
+        x = torch.randn(B, C)
+
+        def correct():
+            x @ lin.weight.T
+            F.linear(x, lin.weight)
+            x @ W
+            x @ emb.weight  # an embedding table is (num, dim): tied heads are written this way
+            x @ lin.weight.detach().T
+
+        silent(correct)
+
+    def test_strict_raises(self):
+        lin = torch.nn.Linear(C, C)
+        strict_raises(lambda: torch.randn(B, C) @ lin.weight, "linear-weight-matmul")
+
+
+# --- mask-batch-query --------------------------------------------------------------------------
+
+
+def _padding_mask(b: int, t: int) -> torch.Tensor:
+    lengths = torch.tensor([t, t - 3, 2, t, t - 1, 5, 3, t][:b])
+    return (torch.arange(t)[None, :] < lengths[:, None]).long()  # (B, T): 1 = a real token
+
+
+class TestMaskBatchQuery:
+    def test_catches_a_padding_mask_on_the_query_axis(self):
+        att = torch.randn(T, NH, T, T)  # B == T: nothing fails
+        mask = _padding_mask(T, T)
+        out = {}
+
+        def bug():
+            out["line"] = here() + 1
+            out["att"] = att.masked_fill(mask == 0, float("-inf"))
+
+        w = one(bug, "mask-batch-query")
+        right = att.masked_fill(mask[:, None, None, :] == 0, float("-inf"))
+        assert not torch.equal(out["att"], right)  # the oracle: another mask applied
+        assert_message(w, "mask-batch-query", out["line"],
+                       f"mask == 0: ({T}, {T}), which lines up with the last two axes",
+                       "fix: add the head and query axes: (mask == 0)[:, None, None, :]")
+
+    def test_the_fix_it_names_runs_silent_and_masks_each_sequence(self):
+        att = torch.randn(T, NH, T, T)
+        mask = _padding_mask(T, T)
+        out = {}
+        silent(lambda: out.setdefault("att", att.masked_fill(
+            (mask == 0)[:, None, None, :], float("-inf"))))
+        assert torch.isinf(out["att"][1, :, :, T - 3:]).all()  # sequence 1's padded keys
+        assert not torch.isinf(out["att"][1, :, :, :T - 3]).any()
+
+    def test_catches_an_additive_mask(self):
+        scores = torch.randn(T, NH, T, T)
+        mask = _padding_mask(T, T).float()
+        one(lambda: scores + (1.0 - mask) * -10000.0, "mask-batch-query")
+
+    def test_silent_on_causal_and_banded_masks_and_the_right_broadcast(self):
+        att = torch.randn(T, NH, T, T)
+        causal = torch.tril(torch.ones(T, T))
+        band = (torch.arange(T)[:, None] - torch.arange(T)[None, :]).abs() <= 2
+        mask = _padding_mask(T, T)
+
+        def correct():
+            att.masked_fill(causal == 0, float("-inf"))
+            att.masked_fill(causal[:T, :T] == 0, float("-inf"))
+            torch.where(band, att, float("-inf"))
+            att.masked_fill(mask[:, None, None, :] == 0, float("-inf"))
+            att + torch.zeros(T, T)  # a constant: lines up the same either way
+            att.masked_fill(torch.ones(T, T, dtype=torch.bool), 0.0)
+
+        silent(correct)
+
+    def test_strict_raises(self):
+        att = torch.randn(T, NH, T, T)
+        mask = _padding_mask(T, T)
+        strict_raises(lambda: att.masked_fill(mask == 0, 0.0), "mask-batch-query")
+
+
+# --- conv1d-channels-last ----------------------------------------------------------------------
+
+
+class TestConv1dChannelsLast:
+    def test_catches_channels_last_input_when_length_equals_channels(self):
+        conv = torch.nn.Conv1d(16, 32, kernel_size=3, padding=1)
+        emb = torch.nn.Embedding(27, 16)
+        idx = torch.randint(0, 27, (B, 16))
+        out = {}
+
+        def bug():
+            x = emb(idx)  # (B, T, C) with T == C == 16
+            out["line"] = here() + 1
+            out["y"] = conv(x)
+
+        w = one(bug, "conv1d-channels-last")
+        assert_message(w, "conv1d-channels-last", out["line"], "conv(x) expected",
+                       "(N, 16, L): torch's Conv1d reads the channels from axis 1",
+                       f"x: ({B}, 16, 16)",
+                       "fix: pass it as (N, C, L): conv(x.transpose(1, 2))")
+
+    def test_the_fix_it_names_runs_silent_and_convolves_over_time(self):
+        conv = torch.nn.Conv1d(16, 32, kernel_size=3, padding=1)
+        x = torch.nn.Embedding(27, 16)(torch.randint(0, 27, (B, 16)))
+        out = {}
+        silent(lambda: out.setdefault("y", conv(x.transpose(1, 2)).transpose(1, 2)))
+        # the oracle: position 0's output only sees positions 0 and 1 of the sequence
+        changed = x.detach().clone()
+        changed[:, 5:] = 0
+        y2 = conv(changed.transpose(1, 2)).transpose(1, 2)
+        assert torch.allclose(out["y"][:, :4], y2[:, :4], atol=1e-6)
+
+    def test_silent_on_documented_layouts(self):
+        def correct():
+            conv = torch.nn.Conv1d(16, 16, kernel_size=3, padding=1)
+            conv(conv(torch.randn(B, 16, 16).transpose(1, 2)))  # a conv's output: (N, C, L)
+            conv(torch.randn(B, 16, 40))
+            torch.nn.Conv1d(16, 8, 1)(torch.relu(torch.nn.BatchNorm1d(16)(conv(
+                torch.randn(B, 40, 16).transpose(1, 2)))))
+
+        silent(correct)
+
+    def test_strict_raises(self):
+        conv = torch.nn.Conv1d(16, 32, kernel_size=3)
+        strict_raises(lambda: conv(torch.randn(B, 16, 16)), "conv1d-channels-last")
+
+
+# --- a NaN from a pitfall, reaching a later error ----------------------------------------------
+
+
+def test_a_nan_from_a_pitfall_is_named_in_the_error_it_causes():
+    """The lecture's sampling loop with its hand-written BatchNorm left in training mode."""
+    model, parameters = lecture_model(FixedBatchNorm1d)
+    lecture_step(model, parameters, steps=1)
+    g = torch.Generator().manual_seed(2147483647 + 10)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        with pytest.raises(ShapeError) as caught, detect():
+            context = [0] * 8
+            for _ in range(3):
+                logits = model(torch.tensor([context]))  # every layer.training is still True
+                probs = F.softmax(logits, dim=1)
+                ix = torch.multinomial(probs, num_samples=1, generator=g).item()
+                context = [*context[1:], ix]
+    err = caught.value
+    assert isinstance(err, RuntimeError) and isinstance(err.__cause__, RuntimeError)
+    assert "probability tensor contains either `inf`, `nan`" in str(err.__cause__)
+    text = str(err)
+    assert text.startswith("tests/test_detect.py:")
+    assert "torch.multinomial" in text
+    assert "(1, 27) holding NaN/inf, made by the pitfall reported earlier at tests/test_detect" \
+        ".py:" in text and "[var-single-element]" in text
+    assert "fix: feed more than one example (in BatchNorm: call model.eval()" in text
+    assert f"docs: {DOCS_URL}var-single-element/" in text
+
+
+def test_the_fix_for_the_nan_samples():
+    model, parameters = lecture_model(FixedBatchNorm1d)
+    lecture_step(model, parameters, steps=1)
+    for layer in model.layers:
+        layer.training = False  # the fix the error names: model.eval()
+    with torch.no_grad():
+        silent(lambda: torch.multinomial(F.softmax(model(torch.zeros(1, 8, dtype=torch.long)),
+                                                   dim=1), num_samples=1))
+
+
+def strip_ones(shape):
+    return tuple(shape)[next((i for i, s in enumerate(shape) if s != 1), len(shape)):]
+
+
 # --- the block ---------------------------------------------------------------------------------
 
 

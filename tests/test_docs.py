@@ -78,10 +78,19 @@ def test_strict_build_has_every_section(site: Path) -> None:
     for page in ["index.html", "lessons/index.html", "guide/index.html", "guide/trace/index.html",
                  "guide/explain/index.html", "guide/detect/index.html",
                  "guide/pytest-plugin/index.html", "pitfalls/index.html", "results/index.html",
-                 "performance/index.html", "api/index.html"]:
+                 "performance/index.html", "api/index.html", "api/nn/index.html",
+                 "api/checking/index.html", "api/trace/index.html", "api/debug/index.html",
+                 "api/pytest/index.html", "api/lecture/index.html"]:
         assert (site / page).is_file(), page
-    for figure in ["figures/wavenet.png", "figures/batchnorm_axes.png"]:
-        assert (site / figure).read_bytes().startswith(b"\x89PNG"), figure
+    for figure in ["figures/wavenet.svg", "figures/batchnorm_axes.svg",
+                   "figures/dilated_convolution.svg"]:
+        assert b"<svg" in (site / figure).read_bytes()[:2000], figure
+    for script in lessons():  # each lesson as a notebook and as its script, beside its page
+        notebook = json.loads((site / "lessons" / f"{script.stem}.ipynb").read_text("utf-8"))
+        assert notebook["cells"][1]["source"] == "%load_ext shapekit"
+        assert (site / "lessons" / script.name).read_bytes() == script.read_bytes()
+        page = (site / "lessons" / script.stem / "index.html").read_text("utf-8")
+        assert f'href="../{script.stem}.ipynb"' in page, f"{script.stem}: no notebook link"
 
 
 @pytest.mark.docs
@@ -118,15 +127,24 @@ def test_home_quick_start_is_the_readme_s(site: Path) -> None:
 
 @pytest.mark.docs
 @NEEDS_MKDOCS
-def test_api_page_documents_every_public_name(site: Path) -> None:
+def test_api_pages_document_every_public_name_with_rendered_roles(site: Path) -> None:
     import shapekit
     import shapekit.nn
 
-    api = (site / "api" / "index.html").read_text(encoding="utf-8")
-    names = [f"shapekit.{n}" for n in shapekit.__all__]
+    pages = {p: p.read_text(encoding="utf-8") for p in (site / "api").rglob("index.html")}
+    api = "".join(pages.values())
+    names = [f"shapekit.{n}" for n in shapekit.__all__ if n != "nn"]
     names += [f"shapekit.nn.{n}" for n in shapekit.nn.__all__]
     missing = [name for name in names if f'id="{name}"' not in api]
     assert not missing, f"public names without API docs: {missing}"
+    for page in pages:
+        text = page_text(page)
+        roles = re.findall(r":(?:func|class|meth|attr|mod|data|exc):`", text)
+        assert not roles, f"{page}: raw Sphinx roles {roles[:3]}"
+        assert " ::" not in text and not re.search(r"\w::\s", text), f"{page}: a raw '::'"
+        assert "from shapekit._models import" not in text, f"{page}: a private import"
+    # constants are described, not dumped (ROWS is a dict of 5 specs, RULES of every rule)
+    assert "'view-transposes':" not in page_text(site / "api" / "debug" / "index.html")
 
 
 @pytest.mark.docs
@@ -224,8 +242,8 @@ def test_cell_runner_runs_cells_in_one_namespace_and_stops_at_a_failure(tmp_path
     assert first["output"].startswith("out 1\n")
     assert f"{tmp_path / '01_demo.py'}:{warn_line}: UserWarning: careful" in first["output"]
     assert first["output"].index("careful") < first["output"].index("out 2")
-    assert first["figures"] == ["cell2-1.png"]
-    assert (out / "cell2-1.png").read_bytes().startswith(b"\x89PNG")
+    assert first["figures"] == ["cell2-1.svg"]
+    assert b"<svg" in (out / "cell2-1.svg").read_bytes()[:2000]
     assert second["output"] == "value 42 __main__ []\n"  # quick mode: no --full
     assert "AssertionError: value is not 43" in failing["error"]
     assert f'{tmp_path / "01_demo.py"}", line {assert_line}' in failing["error"]

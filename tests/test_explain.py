@@ -218,7 +218,8 @@ def test_broadcast_mismatch_in_an_elementwise_op():
     sums = counts.sum(1)[:5]
     err = explained(lambda: counts / sums)
     assert err.got == "counts: (27, 27) float32, sums: (5,) float32"
-    assert err.note == "axis 1 of the result has 27 vs 5"
+    assert err.note == ("aligned from the right, counts (27, 27) and sums (     5) differ at "
+                        "axis 1 of the result: 27 vs 5")
 
 
 def test_broadcast_of_a_transposed_operand():
@@ -302,3 +303,224 @@ def test_operands_are_recovered_without_running_user_code_again():
     assert calls == [1]  # only the user's own call: the evaluator never calls functions
     assert caught.value.where.endswith("make(x) @ W")
     assert caught.value.got == "mat1 (2x3) and mat2 (4x5)"  # from torch's message instead
+
+
+# --- the cases a peer (tensor-sensor) explains: each suggested fix is applied and must run -----
+
+
+def fixed(err: ShapeError, prefix: str) -> str:
+    """The code a fix names after ``prefix`` (up to the next ``;``, `` (`` or ``, or``)."""
+    assert prefix in err.fix, (prefix, err.fix)
+    rest = err.fix.split(prefix, 1)[1]
+    for stop in ("; ", " (", ", or ", ", shape "):
+        rest = rest.split(stop)[0]
+    return rest.strip()
+
+
+def runs(code: str, **names) -> torch.Tensor:
+    """Evaluate the fixed expression on the same values: it must run without an error."""
+    return eval(code, {"torch": torch, "F": F, **names})  # noqa: S307 (the fix text under test)
+
+
+def test_dot_of_two_matrices_suggests_row_wise_products():
+    a, b = torch.randn(3, 4), torch.randn(3, 4)
+    err = explained(lambda: torch.dot(a, b))
+    assert err.expected == ("two 1-D tensors (torch.dot multiplies two vectors; it does not "
+                            "broadcast)")
+    assert err.got == "a: (3, 4) float32, b: (3, 4) float32"
+    out = runs(fixed(err, "one dot product per row: "), a=a, b=b)
+    assert torch.allclose(out, torch.stack([torch.dot(a[i], b[i]) for i in range(3)]))
+
+
+def test_dot_of_vectors_of_different_lengths():
+    u, v = torch.randn(3), torch.randn(4)
+    err = explained(lambda: u.dot(v))
+    assert err.expected == "u and v of equal length (a dot product pairs their elements)"
+    assert runs(fixed(err, "to pair the first 3 of each: "), u=u, v=v).shape == ()
+
+
+def test_matrix_vector_never_suggests_transposing_the_batch():
+    A, v = torch.randn(3, 4), torch.randn(3)
+    err = explained(lambda: torch.mv(A, v))
+    assert ".T @" not in err.fix
+    assert err.fix.startswith("v needs 4 entries, one per column of A")
+    X, W = torch.randn(5, 32), torch.randn(5, 16)
+    err = explained(lambda: X @ W)
+    assert "X.T" not in err.fix  # X.T @ W would contract the batch of 5 away
+    assert err.fix.startswith("build W with 32 rows (32, 16)")
+    assert (X @ torch.randn(32, 16)).shape == (5, 16)
+
+
+def test_bmm_with_different_batches_says_so():
+    a, b = torch.randn(2, 3, 4), torch.randn(3, 4, 5)
+    err = explained(lambda: torch.bmm(a, b))
+    assert err.expected == "a and b with the same batch size (axis 0)"
+    assert err.got == "a: (2, 3, 4) float32, b: (3, 4, 5) float32"
+    assert runs(fixed(err, "matrix, use "), a=a, b=b).shape == (2, 3, 5)
+
+
+def test_bmm_contracting_the_wrong_axis_suggests_the_transpose():
+    q, k = torch.randn(2, 3, 4), torch.randn(2, 5, 4)
+    err = explained(lambda: torch.bmm(q, k))
+    assert runs(fixed(err, "transpose the right one: "), q=q, k=k).shape == (2, 3, 5)
+
+
+def test_einsum_names_each_operands_subscripts_and_an_equation_that_fits():
+    x, y = torch.randn(2, 3, 4), torch.randn(2, 5, 4)
+    err = explained(lambda: torch.einsum("bij,bjk->bik", x, y))
+    assert err.got == "x (2, 3, 4) as bij, y (2, 5, 4) as bjk"
+    assert 'the operands fit "bij,bkj->bik": y looks laid out as bkj' in err.fix
+    equation = err.fix.split('"')[1]
+    assert torch.allclose(torch.einsum(equation, x, y), x @ y.transpose(1, 2), atol=1e-6)
+
+
+def test_einsum_with_too_few_subscripts():
+    x = torch.randn(2, 3)
+    err = explained(lambda: torch.einsum("bij->bj", x))
+    assert err.got == "x: (2, 3), 2 axes"
+
+
+def test_lstm_h0_for_the_wrong_batch_names_batch_first_and_its_layout():
+    lstm = torch.nn.LSTM(10, 20, batch_first=True)
+    x = torch.randn(4, 7, 10)  # (batch, seq, feature)
+    h0, c0 = torch.zeros(1, 7, 20), torch.zeros(1, 4, 20)  # h0 made batch-first by mistake
+    err = explained(lambda: lstm(x, (h0, c0)))
+    assert err.expected == ("h0: (num_layers * num_directions, batch, hidden_size) = (1, 4, 20), "
+                            "batch on axis 1 even with batch_first=True")
+    assert err.got == "h0: (1, 7, 20) float32"
+    assert err.note.startswith("batch_first=True: input (batch, seq, feature)")
+    h0 = runs(fixed(err, "make h0 for a batch of 4: "))
+    out, _ = lstm(x, (h0, c0))
+    assert out.shape == (4, 7, 20)
+
+
+def test_rnn_given_batch_first_data_without_batch_first():
+    rnn = torch.nn.RNN(10, 20)
+    x, h0 = torch.randn(4, 7, 10), torch.zeros(1, 4, 20)  # the data is (batch, seq, feature)
+    err = explained(lambda: rnn(x, h0))
+    assert err.fix == ("x looks (batch, seq, feature): build the layer with batch_first=True "
+                       "(h0 keeps its (num_layers, batch, hidden_size) layout)")
+    rnn_fixed = torch.nn.RNN(10, 20, batch_first=True)
+    assert rnn_fixed(x, h0)[0].shape == (4, 7, 20)
+
+
+def test_gru_hidden_size_mismatch():
+    gru = torch.nn.GRU(10, 20)
+    x, h = torch.randn(7, 4, 10), torch.zeros(1, 4, 21)
+    err = explained(lambda: gru(x, h))
+    assert err.got == "h: (1, 4, 21) float32"
+    assert gru(x, runs(fixed(err, "make h ")))[0].shape == (7, 4, 20)
+
+
+def test_rnn_input_with_features_on_the_wrong_axis():
+    gru = torch.nn.GRU(10, 20, batch_first=True)
+    x = torch.randn(4, 10, 7)  # (batch, feature, seq)
+    err = explained(lambda: gru(x))
+    assert "batch_first=True: input (batch, seq, feature)" in err.note
+    assert gru(runs(fixed(err, "move the features last: "), x=x))[0].shape == (4, 7, 20)
+
+
+def test_broadcast_shows_both_shapes_aligned_and_real_expressions():
+    x = torch.randn(4, 3)
+    err = explained(lambda: x * x.sum(1))
+    assert err.got == "x: (4, 3) float32, x.sum(1): (4,) float32"
+    assert err.note == ("aligned from the right, x (4, 3) and x.sum(1) (   4) differ at axis 1 "
+                        "of the result: 3 vs 4")
+    assert runs(fixed(err, "add the axis back: "), x=x).shape == (4, 1)
+    assert (x * runs(fixed(err, "add the axis back: "), x=x)).shape == (4, 3)
+
+
+def test_broadcast_never_indexes_a_constant_or_an_unknown_expression():
+    x = torch.randn(4, 3)
+    err = explained(lambda: x * torch.randn(3, 1)[:2])  # an operand explain() will not re-run
+    assert "3[:, None]" not in err.fix and "x[:, None]" not in err.fix
+    assert err.got == "x: (4, 3) float32, torch.randn(3, 1)[:2]: sizes 4 and 2 at axis 0 of the " \
+        "result"
+
+
+def test_long_at_float_converts_the_integer_operand():
+    idx, W = torch.randint(0, 3, (4, 3)), torch.randn(3, 5)
+    err = explained(lambda: idx @ W)
+    assert err.expected == "operands of one dtype (matmul does not promote integers)"
+    assert err.got == "idx: (4, 3) int64, W: (3, 5) float32"
+    assert (runs(fixed(err, "convert it: "), idx=idx, W=W) @ W).shape == (4, 5)
+
+
+def test_conv2d_given_channels_last_images_permutes():
+    conv = torch.nn.Conv2d(3, 8, 3)
+    img = torch.randn(8, 32, 32, 3)
+    err = explained(lambda: conv(img))
+    assert "transpose(1, 2)" not in err.fix
+    assert conv(runs(fixed(err, "channels on the last axis: pass "), img=img)).shape == (
+        8, 8, 30, 30)
+
+
+def test_conv1d_given_channels_last_transposes():
+    conv = torch.nn.Conv1d(3, 8, 3)
+    x = torch.randn(8, 32, 3)
+    err = explained(lambda: conv(x))
+    assert conv(runs(fixed(err, "channels on the last axis: pass "), x=x)).shape == (8, 8, 30)
+
+
+def _compiled(fn):
+    torch._dynamo.reset()
+    return torch.compile(fn, backend="eager", fullgraph=True)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_errors_inside_torch_compile_are_unwrapped(caplog):
+    def forward(x, w):
+        h = x * 2
+        return h @ w
+
+    step = _compiled(forward)
+    x, w = torch.randn(3, 4), torch.randn(5, 6)
+    with pytest.raises(ShapeError) as caught, explain():
+        line = forward.__code__.co_firstlineno + 2
+        step(x, w)
+    err = caught.value
+    assert type(err.__cause__).__name__ == "TorchRuntimeError"
+    assert err.where == f"tests/{HERE}:{line} h @ w (in torch.compile'd forward)"
+    assert err.got == "h: (3, 4) float32, w: (5, 6) float32"
+    assert err.fix.startswith("build w with 4 rows (4, 6)")
+    assert _compiled(forward)(x, torch.randn(4, 6)).shape == (3, 6)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_a_value_error_inside_torch_compile_stays_a_value_error():
+    step = _compiled(lambda logits, y: F.cross_entropy(logits, y))
+    with pytest.raises(ValueError) as caught, explain():
+        step(torch.randn(4, 5), torch.randint(0, 5, (3,)))
+    assert isinstance(caught.value, ShapeError)
+
+
+# --- exception compatibility -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make, base", [
+    (lambda: F.cross_entropy(torch.randn(4, 5), torch.randint(0, 5, (3,))), ValueError),
+    (lambda: torch.randn(3, 4).sum(dim=2), IndexError),
+    (lambda: torch.randn(3, 4) @ torch.randn(5, 6), RuntimeError),
+], ids=["ValueError", "IndexError", "RuntimeError"])
+def test_the_explained_error_is_still_the_class_torch_raised(make, base):
+    with pytest.raises(base) as bare:
+        make()
+    with pytest.raises(base) as caught, explain():
+        make()
+    err = caught.value
+    assert isinstance(err, ShapeError) and isinstance(err, base)
+    assert type(err.__cause__) is type(bare.value)
+    assert err.__cause__ is not None and str(err.__cause__) == str(bare.value)
+
+
+def test_the_compatible_classes_are_cached_named_and_picklable():
+    import pickle
+
+    from shapekit._errors import shape_error_like
+
+    cls = shape_error_like(ValueError("x"))
+    assert cls is shape_error_like(ValueError("y")) and cls.__name__ == "ShapeValueError"
+    assert shape_error_like(RuntimeError("x")) is ShapeError
+    err = cls(expected="a", got="b", fix="c")
+    again = pickle.loads(pickle.dumps(err))
+    assert type(again) is cls and str(again) == str(err)

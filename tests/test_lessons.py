@@ -102,3 +102,65 @@ def test_shapekit_lessons_unknown_name() -> None:
     assert proc.returncode != 0
     assert "no lesson matches NOPE" in proc.stderr
     assert "fix: see 'shapekit lessons --list'" in proc.stderr
+
+
+# ---- how `shapekit lessons` runs them: one thread, progress, the fallback said -----------------
+
+
+def _folder(tmp_path: Path, **lessons: str) -> Path:
+    folder = tmp_path / "lessons"
+    folder.mkdir()
+    for name, code in lessons.items():
+        (folder / f"{name}.py").write_text(code)
+    return folder
+
+
+def test_lessons_run_on_one_thread_unless_the_user_chose(tmp_path, monkeypatch) -> None:
+    from shapekit._lessons import run_lesson
+
+    code = "import os, torch; print(os.environ['OMP_NUM_THREADS'], torch.get_num_threads())\n"
+    path = _folder(tmp_path, **{"01_threads": code}) / "01_threads.py"
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    assert run_lesson(path).output.split() == ["1", "1"]
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert run_lesson(path).output.split() == ["2", "2"]
+
+
+def test_no_lesson_unpins_the_threads() -> None:
+    for path in LESSONS:
+        assert "set_num_threads" not in path.read_text(encoding="utf-8"), path.name
+
+
+def test_progress_while_a_lesson_runs_and_the_fallback_is_said(tmp_path) -> None:
+    import io
+
+    from shapekit._lessons import FALLBACK_NOTICE, list_lessons, run_all
+
+    folder = _folder(tmp_path, **{
+        "01_steps": "import time\nfor i in range(3):\n    print(f'step {i}'); time.sleep(0.1)\n",
+        "02_offline": f"import sys; print('shapekit: ... {FALLBACK_NOTICE} ...', file=sys.stderr)",
+    })
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Terminal()
+    assert run_all(list_lessons(folder), stream=stream) == 0
+    text = stream.getvalue()
+    assert re.search(r"\r  01_steps\s+\d+s  step 2", text), text  # redrawn while it ran
+    assert re.search(r"\r  02_offline\s+ok\s+[0-9.]+s  \(fallback names\)$", text, re.MULTILINE)
+    assert ("note: 02_offline trained on the offline fallback names of the `names` package, not "
+            "makemore's names.txt") in text
+    verbose = io.StringIO()
+    assert run_all(list_lessons(folder)[:1], verbose=True, stream=verbose) == 0
+    assert "    | step 0\n    | step 1\n    | step 2\n" in verbose.getvalue()
+
+
+def test_a_lessons_folder_in_the_working_directory_is_not_run(tmp_path) -> None:
+    _folder(tmp_path, **{"00_planted": "raise SystemExit('ran')\n"})
+    proc = subprocess.run([*_shapekit_command(), "lessons", "--list"], cwd=tmp_path, env=_env(),
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    assert "00_planted" not in proc.stdout and "01_indexing" in proc.stdout

@@ -202,3 +202,112 @@ def test_bad_environment_variable_lists_the_valid_modes():
         "ValueError: SHAPEKIT_CHECKS='bogus' is not a check mode; "
         "use one of 'always', 'once', 'off'"
     )
+
+
+# --- threads and contexts: checks() blocks are per thread, as torch.no_grad() is -----------------
+
+
+def _in_thread(fn):
+    """Run ``fn`` in a new thread; re-raise what it raised."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def target():
+        try:
+            fn()
+        except BaseException as err:
+            errors.append(err)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    return thread, errors
+
+
+def test_overlapping_blocks_in_two_threads_each_restore_their_own_mode():
+    """A enters "off", B enters "always", A leaves while B is inside, then B leaves: not nested,
+    and each thread saw its own mode throughout, and the process ends in its own mode."""
+    import threading
+
+    start = shapekit.get_checks()
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    seen: dict[str, list[str]] = {"a": [], "b": []}
+
+    def thread_a():
+        with shapekit.checks("off"):
+            a_in.set()
+            b_in.wait(5)
+            seen["a"].append(shapekit.get_checks())
+        a_out.set()
+        seen["a"].append(shapekit.get_checks())
+
+    def thread_b():
+        a_in.wait(5)
+        with shapekit.checks("always"):
+            b_in.set()
+            a_out.wait(5)
+            seen["b"].append(shapekit.get_checks())
+        seen["b"].append(shapekit.get_checks())
+
+    threads = [_in_thread(thread_a), _in_thread(thread_b)]
+    for thread, errors in threads:
+        thread.join(10)
+        assert not errors
+    assert seen == {"a": ["off", start], "b": ["always", start]}
+    assert shapekit.get_checks() == start
+
+
+def test_an_off_block_in_one_thread_leaves_another_threads_checks_on():
+    import threading
+
+    inside, done = threading.Event(), threading.Event()
+
+    def switch_off():
+        with shapekit.checks("off"):
+            inside.set()
+            done.wait(5)
+
+    thread, errors = _in_thread(switch_off)
+    inside.wait(5)
+    try:
+        with pytest.raises(shapekit.ShapeError):  # this thread still checks
+            pairwise(torch.ones(4, 3), torch.ones(5, 2))
+    finally:
+        done.set()
+        thread.join(10)
+    assert not errors
+
+
+def test_set_checks_is_process_wide_and_new_threads_start_with_it():
+    previous = shapekit.set_checks("always")
+    try:
+        seen: list[str] = []
+        thread, errors = _in_thread(lambda: seen.append(shapekit.get_checks()))
+        thread.join(10)
+        assert seen == ["always"] and not errors
+        with shapekit.checks("off"):  # a block still wins in its own thread
+            assert shapekit.get_checks() == "off"
+    finally:
+        shapekit.set_checks(previous)
+
+
+def test_many_threads_checking_a_shared_model_at_once_agree_with_one_thread():
+    """"once" memory shared by threads: every thread gets the verdict a full check gives."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = small_model().eval()
+
+    def call(i: int) -> str:
+        batch = 3 + i % 4
+        idx = torch.randint(0, 27, (batch, 4))
+        if i % 5 == 0:
+            idx = idx[:, :3]  # time 3: FlattenConsecutive(2) must refuse it
+        try:
+            model(idx)
+            return "ok"
+        except shapekit.ShapeError:
+            return "error"
+
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(call, range(60)))
+    assert got == ["error" if i % 5 == 0 else "ok" for i in range(60)]

@@ -241,16 +241,20 @@ def status(url: str) -> int:
 # scroll-shadow gradients and --shapekit-scroll-cue), read back from the computed style.
 CUT_OFF = r"""(() => {
   const problems = [], scrolled = [];
-  const column = document.querySelector(".md-content__inner");
-  const right = column ? column.getBoundingClientRect().right : window.innerWidth;
-  const name = el => `${el.tagName.toLowerCase()} "${el.textContent.trim().slice(0, 50)}"`;
+  // The content area (on a phone the theme lets code blocks bleed to the screen's edges).
+  const content = document.querySelector(".md-content");
+  const right = Math.min(window.innerWidth,
+                         content ? content.getBoundingClientRect().right : window.innerWidth);
+  const name = el => `${el.tagName.toLowerCase()} "` +
+    `${el.textContent.trim().replace(/\s+/g, " ").slice(0, 50)}"`;
   const cued = el => {
     const style = getComputedStyle(el);
     return style.getPropertyValue("--shapekit-scroll-cue").trim() === "1"
       && ["auto", "scroll"].includes(style.overflowX)
       && style.backgroundImage.includes("radial-gradient");
   };
-  for (const el of document.querySelectorAll(".md-content pre > code, .md-content table")) {
+  for (const el of document.querySelectorAll(
+      ".md-content pre > code, .md-content table, .md-content .md-typeset__scrollwrap")) {
     if (!el.getClientRects().length) continue;  // not rendered (a closed <details>)
     const over = el.scrollWidth - el.clientWidth;
     if (over > 1) {

@@ -226,7 +226,9 @@ def test_error_caught_inside_the_model_is_not_a_failure():
 
 
 def test_bad_model_argument_is_a_clear_error():
-    with pytest.raises(TypeError, match=r"expected a torch.nn.Module as model, got Tensor; fix:"):
+    with pytest.raises(TypeError, match=r"expected a torch.nn.Module or a layer object with "
+                       r"__call__ and \.parameters\(\) \(as the lecture writes them\) as model, "
+                       r"got Tensor; fix:"):
         trace(torch.ones(3), torch.nn.Linear(3, 2))
 
 

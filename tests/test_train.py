@@ -96,16 +96,21 @@ def test_on_step_keyboard_interrupt_stops_after_a_complete_step(splits):
 
 
 def test_sigint_is_deferred_to_the_end_of_the_step(splits):
-    torch.manual_seed(42)
-    model = build_model("context8")
+    # a suite launched with SIGINT ignored (`cmd &`, some CI) would have no Ctrl-C: give it one
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        torch.manual_seed(42)
+        model = build_model("context8")
 
-    def ctrl_c(i: int, loss: float) -> None:
-        if i == 4:
-            os.kill(os.getpid(), signal.SIGINT)  # the handler sets a flag; the loop stops after
+        def ctrl_c(i: int, loss: float) -> None:
+            if i == 4:
+                os.kill(os.getpid(), signal.SIGINT)  # the handler sets a flag; the loop stops after
 
-    result = train(model, splits, steps=STEPS, progress=False, on_step=ctrl_c)
-    assert result.interrupted and result.steps_done == 5
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+        result = train(model, splits, steps=STEPS, progress=False, on_step=ctrl_c)
+        assert result.interrupted and result.steps_done == 5
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    finally:
+        signal.signal(signal.SIGINT, inherited)
 
 
 def _config(names: Names, steps: int) -> dict:

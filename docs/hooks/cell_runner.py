@@ -8,10 +8,11 @@ one namespace (``__name__ == "__main__"``, ``sys.argv == [script]``, so a lesson
 ``--full`` runs in its quick default mode), as ``python lessons/NN_topic.py`` would run them. For
 each code cell the runner captures what it writes to stdout and stderr, merged in order at the
 file descriptor level (so subprocesses and C code are captured too), and saves every matplotlib
-figure the cell left open as ``OUT_DIR/cell<i>-<k>.png``. ``OUT_DIR/cells.json`` gets the cells::
+figure the cell left open as ``OUT_DIR/cell<i>-<k>.svg`` (vector: sharp at any width).
+``OUT_DIR/cells.json`` gets the cells::
 
     [{"kind": "markdown", "source": "..."},
-     {"kind": "code", "source": "...", "output": "...", "figures": ["cell3-1.png"], "seconds": 0.1}]
+     {"kind": "code", "source": "...", "output": "...", "figures": ["cell3-1.svg"], "seconds": 0.1}]
 
 plus, when a cell raises, ``"error": "<traceback>"`` on that cell and exit status 1; later cells are
 not run. Standard library only, so it can run in any environment that has the script's own imports.
@@ -88,8 +89,8 @@ def _save_figures(out_dir: Path, index: int) -> list[str]:
     plt = sys.modules["matplotlib.pyplot"]
     names = []
     for k, number in enumerate(plt.get_fignums(), 1):
-        name = f"cell{index}-{k}.png"
-        plt.figure(number).savefig(out_dir / name, dpi=100, bbox_inches="tight")
+        name = f"cell{index}-{k}.svg"
+        plt.figure(number).savefig(out_dir / name, bbox_inches="tight", metadata={"Date": None})
         names.append(name)
     plt.close("all")
     return names

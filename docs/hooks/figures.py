@@ -1,6 +1,6 @@
 """The pictures the site draws itself, from real shapekit structures and runs.
 
-    python docs/hooks/figures.py OUT_DIR      write every figure as a PNG into OUT_DIR
+    python docs/hooks/figures.py OUT_DIR      write every figure as an SVG into OUT_DIR
 
 The docs build calls these at build time (``docs/hooks/site.py``); nothing here is committed as an
 image. Each picture is computed, not drawn by hand:
@@ -10,6 +10,9 @@ image. Each picture is computed, not drawn by hand:
   sizes) and the shapes one real forward pass produces;
 - ``batchnorm_axes``: which input values one channel's statistics are taken over, found by asking
   autograd which inputs one output of a real BatchNorm layer depends on;
+- ``dilated_convolution``: the same model as the stack of dilated causal convolutions
+  ``shapekit.to_conv`` builds (lesson 08), over every position of one padded name, the dilations
+  read from its ``Conv1d`` levels;
 - ``shape_table``: the per-layer shapes of one forward pass, as a markdown table.
 """
 
@@ -41,10 +44,11 @@ def lecture_model(name: str = "wavenet") -> nn.Sequential:
     return build_model(name)
 
 
-def png_bytes(fig: plt.Figure) -> bytes:
-    """The figure as PNG bytes; the figure is closed."""
+def svg_bytes(fig: plt.Figure) -> bytes:
+    """The figure as SVG bytes (sharp at any width and pixel ratio); the figure is closed."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    with matplotlib.rc_context({"svg.hashsalt": "shapekit", "svg.fonttype": "path"}):
+        fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
     plt.close(fig)
     return buffer.getvalue()
 
@@ -154,7 +158,7 @@ def wavenet_tree(model: nn.Sequential, context: str = CONTEXT) -> plt.Figure:
         ax.add_patch(plt.Rectangle((t - 0.32, -0.32), 0.64, 0.64, fc="#fff8e1", ec=ink, lw=1.2))
         ax.text(t, 0, char, ha="center", va="center", fontsize=15, family="monospace")
     ax.text(T - 0.2, 0, f"{tree.embedding} → {_shape(tree.embedding_shape)}\n"
-            f"{T} input characters", va="center", fontsize=9.5, color=ink)
+            f"{T} input characters", va="center", fontsize=12, color=ink)
 
     dilation = 1
     for k, level in enumerate(tree.levels, 1):
@@ -171,7 +175,7 @@ def wavenet_tree(model: nn.Sequential, context: str = CONTEXT) -> plt.Figure:
             parents.append(x)
         positions = parents
         ax.text(T - 0.2, k, f"FlattenConsecutive({level.n}) → " + " → ".join(level.layers)
-                + f"\ndilation {dilation} · {_shape(level.shape)}", va="center", fontsize=9.5,
+                + f"\ndilation {dilation} · {_shape(level.shape)}", va="center", fontsize=12,
                 color=ink)
         dilation *= level.n
 
@@ -181,9 +185,9 @@ def wavenet_tree(model: nn.Sequential, context: str = CONTEXT) -> plt.Figure:
                                ec=accent, lw=1.4))
     ax.text(positions[-1], top, "27", ha="center", va="center", fontsize=10, color=accent)
     ax.text(T - 0.2, top, f"{tree.head} → logits {_shape(tree.head_shape)}\n"
-            "the next character", va="center", fontsize=9.5, color=ink)
+            "the next character", va="center", fontsize=12, color=ink)
     ax.set_title(f"The hierarchical model: {n_levels} levels of FlattenConsecutive over a block of "
-                 f"{T} characters", fontsize=12)
+                 f"{T} characters", fontsize=14)
     return fig
 
 
@@ -218,12 +222,12 @@ def _voxels(ax, mask: torch.Tensor, title: str, labels: tuple[str, ...], note: s
     ax.set_box_aspect((cols, depth, rows))
     ax.set_axis_off()
     ax.view_init(elev=22, azim=-62)
-    ax.text(cols / 2, 0, -0.7, labels[-1] + " →", ha="center", va="top", fontsize=11)
+    ax.text(cols / 2, 0, -0.7, labels[-1] + " →", ha="center", va="top", fontsize=14)
     if len(labels) == 3:
-        ax.text(-0.4, 0, rows / 2, labels[1] + " ↓", ha="right", va="center", fontsize=11)
-    ax.text(cols + 0.3, depth / 2, -0.3, labels[0] + " ↗", ha="left", fontsize=11)
-    ax.set_title(title, fontsize=11)
-    ax.text2D(0.5, -0.1, note, transform=ax.transAxes, ha="center", va="top", fontsize=9.5)
+        ax.text(-0.4, 0, rows / 2, labels[1] + " ↓", ha="right", va="center", fontsize=14)
+    ax.text(cols + 0.3, depth / 2, -0.3, labels[0] + " ↗", ha="left", fontsize=14)
+    ax.set_title(title, fontsize=13)
+    ax.text2D(0.5, -0.1, note, transform=ax.transAxes, ha="center", va="top", fontsize=12)
 
 
 def batchnorm_axes() -> plt.Figure:
@@ -240,13 +244,14 @@ def batchnorm_axes() -> plt.Figure:
         (torch.nn.BatchNorm1d(4), (B, 4, 4), (0, c, 0), "torch given (B, L, C), L == C: wrong",
          ("B", "L", "C"), "silently averages over B and C, per time step"),
     ]
-    fig = plt.figure(figsize=(14, 4.4))
+    # Two by two, so the labels stay readable at the width of the text column.
+    fig = plt.figure(figsize=(9, 9))
     for i, (layer, shape, index, title, labels, note) in enumerate(panels, 1):
-        ax = fig.add_subplot(1, 4, i, projection="3d")
+        ax = fig.add_subplot(2, 2, i, projection="3d")
         _voxels(ax, reduced_mask(layer, shape, index), title, labels, note)
-    fig.suptitle("Which values BatchNorm averages for one channel (orange), "
-                 "found with autograd from the real layers", fontsize=12)
-    fig.subplots_adjust(wspace=0.05, left=0.01, right=0.99, top=0.86, bottom=0.12)
+    fig.suptitle("Which values BatchNorm averages for one channel (orange),\n"
+                 "found with autograd from the real layers", fontsize=14)
+    fig.subplots_adjust(wspace=0.05, hspace=0.35, left=0.01, right=0.99, top=0.86, bottom=0.08)
     return fig
 
 
@@ -267,11 +272,61 @@ def shape_table(model: torch.nn.Module, x: torch.Tensor) -> str:
     return "\n".join(lines)
 
 
+def dilated_convolution(model: nn.Sequential, word: str = "emma") -> plt.Figure:
+    """Draw ``shapekit.to_conv(model)`` over every position of one padded name (lesson 08).
+
+    Bottom: the 8 dots and the name; each level k has a node at every position it can compute,
+    joined to the positions ``t`` and ``t - dilation`` below it (kernel 2, the dilations read from
+    the Conv1d levels); the tree of the last position is highlighted: the for loop of lesson 08
+    would compute only that tree, once per position, repeating the shared nodes.
+    """
+    from shapekit import to_conv
+
+    model.eval()
+    levels = [(c.kernel_size[0], c.dilation[0]) for c in to_conv(model).convs]
+    chars = "." * 8 + word
+    L = len(chars)
+    fig, ax = plt.subplots(figsize=(10, 1.5 * (len(levels) + 2)))
+    ax.set_xlim(-1, L + 0.2)
+    ax.set_ylim(-0.8, len(levels) + 1.2)
+    ax.axis("off")
+    ink, faint, accent = "#263238", "#b0bec5", "#3f51b5"
+    for t, char in enumerate(chars):
+        ax.add_patch(plt.Rectangle((t - 0.32, -0.32), 0.64, 0.64, fc="#fff8e1", ec=ink, lw=1.2))
+        ax.text(t, 0, char, ha="center", va="center", fontsize=15, family="monospace")
+    # the tree of the last position: which node of each level it reads
+    tree = [{L - 1}]
+    for kernel, dilation in reversed(levels):
+        tree.insert(0, {t - j * dilation for t in tree[0] for j in range(kernel)})
+    first = 0  # the first position the current level can compute
+    for k, (kernel, dilation) in enumerate(levels, 1):
+        first += (kernel - 1) * dilation
+        for t in range(first, L):
+            hot = t in tree[k]
+            for j in range(kernel):
+                ax.plot([t - j * dilation, t], [k - 1 + (0.32 if k == 1 else 0.12), k - 0.12],
+                        color=accent if hot else faint, lw=2 if hot else 1, zorder=3 if hot else 1)
+            ax.plot(t, k, "o", ms=10 if hot else 7, color=accent if hot else faint, zorder=4)
+        ax.text(-0.7, k, f"level {k}\ndilation {dilation}", ha="right", va="center", fontsize=12,
+                color=ink)
+    top = len(levels) + 1
+    for t in range(first, L):
+        ax.annotate("", (t, top - 0.25), (t, top - 0.88), arrowprops={"arrowstyle": "->",
+                    "color": accent if t == L - 1 else faint})
+    ax.text((first + L - 1) / 2, top, f"logits at every position: (1, {L - first}, 27)",
+            ha="center", va="center", fontsize=12, color=ink)
+    ax.set_title(f"Dilated causal convolutions over '{'.' * 8}{word}' ({L} characters): "
+                 f"every node computed once", fontsize=13)
+    return fig
+
+
 def all_figures() -> dict[str, bytes]:
-    """Every picture, as ``{file name: PNG bytes}``."""
+    """Every picture, as ``{file name: SVG bytes}``."""
+    model = lecture_model("wavenet")
     return {
-        "wavenet.png": png_bytes(wavenet_tree(lecture_model("wavenet"))),
-        "batchnorm_axes.png": png_bytes(batchnorm_axes()),
+        "wavenet.svg": svg_bytes(wavenet_tree(model)),
+        "batchnorm_axes.svg": svg_bytes(batchnorm_axes()),
+        "dilated_convolution.svg": svg_bytes(dilated_convolution(model)),
     }
 
 

@@ -3,7 +3,9 @@
 - Every ``lessons/NN_topic.py`` becomes ``lessons/NN_topic.md``: markdown cells as prose, code cells
   as ``python`` blocks followed by the output they printed when the build ran the script (cell by
   cell, in one subprocess: ``docs/hooks/cell_runner.py``), and the figures they drew. The "Lessons"
-  entry of the nav gets one page per lesson.
+  entry of the nav gets one page per lesson. Beside each page: the script itself and the lesson
+  as a notebook (``docs/hooks/notebooks.py``, jupytext), both linked from the top of the page.
+- A ```` ```text ```` block of any page whose lines read as prose (not a table) wraps.
 - In any page, a fenced block opened with ```` ```python run ```` is run the same way (all of a
   page's blocks in one namespace, from the checkout's root) and followed by its output. A page
   that starts with ``<!-- requires: shapekit.trace -->`` shows its blocks without running them,
@@ -34,6 +36,7 @@ from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File, Files
 from mkdocs.structure.pages import Page
+from notebooks import LECTURE, notebook_bytes
 
 log = logging.getLogger("mkdocs.hooks.lessons")
 
@@ -42,18 +45,24 @@ _LESSON = re.compile(r"^\d\d_[a-z0-9_]+\.py$")
 _RUN_BLOCK = re.compile(r"^```python run[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
 _REQUIRES = re.compile(r"<!--\s*requires:\s*([\w.]+)\s*-->")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_TEXT_BLOCK = re.compile(r"^```text[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
 
 _cache: dict[str, tuple[list[dict], dict[str, bytes]]] = {}
 _page_runs: dict[str, list[dict]] = {}
 _scripts: list[Path] = []  # this build's lessons, listed once so nav, pages and index agree
+_site_url: list[str] = []  # the published site's address (mkdocs.yml site_url)
 
 # Pictures the site draws (docs/hooks/figures.py) shown again after the lessons they illustrate:
 # a word in the lesson's file name -> (figure, caption).
 PICTURES = {
-    "batchnorm": ("batchnorm_axes.png", "Which values BatchNorm averages for one channel, in "
+    "batchnorm": ("batchnorm_axes.svg", "Which values BatchNorm averages for one channel, in "
                   "(B, C), (B, C, L) and (B, L, C), found with autograd from the real layers."),
-    "hierarchical": ("wavenet.png", "The model of this lesson as a tree of dilated causal "
+    "hierarchical": ("wavenet.svg", "The model of this lesson as a tree of dilated causal "
                      "convolutions, drawn from its layers."),
+    "convolution": ("dilated_convolution.svg", "The same weights as dilated causal convolutions "
+                    "over every position of one padded name, drawn from the Conv1d levels "
+                    "`to_conv` builds: each node is computed once; the highlighted tree is what "
+                    "one call of the window model computes."),
 }
 
 
@@ -87,6 +96,7 @@ def lesson_title(script: Path) -> tuple[str, str]:
 def on_config(config: MkDocsConfig) -> MkDocsConfig:
     """Expand the nav's ``Lessons: lessons/index.md`` into the index and one page per lesson."""
     _scripts[:] = lesson_scripts(config)
+    _site_url[:] = [config.site_url or ""]
     pages: list = ["lessons/index.md"]
     for script in _scripts:
         label = f"{script.stem[:2]} · {lesson_title(script)[0]}"
@@ -188,14 +198,27 @@ def fence(text: str, info: str) -> str:
     return f"{ticks}{info}\n{text}\n{ticks}"
 
 
+def is_table(text: str) -> bool:
+    """Output that keeps its columns (3 lines or more with runs of spaces between words)."""
+    return sum(bool(re.search(r"\S {2,}\S", line)) for line in text.splitlines()) >= 3
+
+
+def wrap_text_blocks(markdown: str) -> str:
+    """```` ```text ```` blocks that read as prose (messages) wrap like a terminal; a table keeps
+    its columns (and scrolls, with the cue of extra.css, when it is wider than the page)."""
+    return _TEXT_BLOCK.sub(
+        lambda m: m.group(0) if is_table(m.group(1))
+        else "```{ .text .wrap }\n" + m.group(0).split("\n", 1)[1], markdown)
+
+
 def render_output(cell: dict, figure_link) -> str:
     """A code cell's output block and figures, or "" when it printed nothing."""
     parts = []
     output = _ANSI.sub("", cell.get("output", "")).rstrip()
     if output:
         # Prose-like output (messages) wraps like a terminal; a table keeps its columns.
-        table = sum(bool(re.search(r"\S {2,}\S", line)) for line in output.splitlines()) >= 3
-        parts.append(fence(output, f'{{ .text{"" if table else " .wrap"} title="output" }}'))
+        wrap = "" if is_table(output) else " .wrap"
+        parts.append(fence(output, f'{{ .text{wrap} title="output" }}'))
     parts += [f"![figure {i} of this cell]({figure_link(name)})"
               for i, name in enumerate(cell.get("figures", []), 1)]
     return "\n\n".join(parts)
@@ -209,9 +232,15 @@ def render_lesson(script: Path, cells: list[dict], seconds: float) -> str:
     # Its first line is the page title; strip only blank lines (an indented command is code).
     intro = "\n".join(doc.splitlines()[1:]).strip("\n")
     run_line = (f"Everything printed on this page was printed by `python lessons/{script.name}` "
-                f"when this site was built ({seconds:.1f} s).")
+                f"when this site was built ({seconds:.1f} s on the build machine).")
     body = f"{intro}\n\n{run_line}" if intro else run_line
     parts.append(f'!!! abstract "lessons/{script.name}"\n\n' + _indent(body))
+    stem = script.stem
+    parts.append(
+        f'[:material-notebook: Open as a notebook]({stem}.ipynb){{ download="{stem}.ipynb" }} · '
+        f'[:material-file-code: The script]({stem}.py){{ download="{script.name}" }} · '
+        f"[:material-play-circle: The lecture: makemore part 5]({LECTURE})\n"
+        "{ .shapekit-lesson-links }")
     if preamble and not doc and preamble["source"].strip():
         parts.append(fence(preamble["source"], "python"))
     for cell in cells:
@@ -256,8 +285,15 @@ def _indent(text: str) -> str:
 
 
 def _link_lessons(markdown: str) -> str:
-    """Markdown links to ``NN_topic.py`` scripts point at their pages instead."""
-    return re.sub(r"\]\((?:\.\./)?(?:lessons/)?(\d\d_[a-z0-9_]+)\.py\)", r"](\1.md)", markdown)
+    """Markdown links to ``NN_topic.py`` scripts point at their pages instead, and links to the
+    published site's pitfall pages (as a lesson's notebook keeps them) at this build's pages."""
+    markdown = re.sub(r"\]\((?:\.\./)?(?:lessons/)?(\d\d_[a-z0-9_]+)\.py\)", r"](\1.md)", markdown)
+    if _site_url and _site_url[0]:
+        url = re.escape(_site_url[0])
+        markdown = re.sub(rf"\]\({url}pitfalls/([a-z0-9-]+)/?\)", r"](../pitfalls/\1.md)", markdown)
+        markdown = re.sub(rf"^(\[[^\]]+\]): {url}pitfalls/([a-z0-9-]+)/?$",
+                          r"\1: ../pitfalls/\2.md", markdown, flags=re.M)
+    return markdown
 
 
 def on_files(files: Files, config: MkDocsConfig) -> Files:
@@ -271,6 +307,10 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
         seconds = sum(c.get("seconds", 0) for c in cells)
         page = render_lesson(script, cells, seconds)
         files.append(File.generated(config, f"lessons/{script.stem}.md", content=page))
+        files.append(File.generated(config, f"lessons/{script.stem}.ipynb",
+                                    content=notebook_bytes(script)))
+        files.append(File.generated(config, f"lessons/{script.stem}.py",
+                                    content=script.read_bytes()))
         for name, data in figures.items():
             files.append(File.generated(config, f"lessons/{script.stem}/{name}", content=data))
     for file in files.documentation_pages():
@@ -295,6 +335,7 @@ def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Fil
     """Put each run block's output after it (or a notice when the page's requirement is missing)."""
     if "<!-- build:lesson-list -->" in markdown:
         markdown = markdown.replace("<!-- build:lesson-list -->", lesson_list())
+    markdown = wrap_text_blocks(markdown)
     if not _RUN_BLOCK.search(markdown):
         return markdown
     missing = missing_requirement(markdown)
@@ -316,4 +357,5 @@ def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Fil
 
 def _data_uri(cell: dict, name: str) -> str:
     """Figures of a page's examples are inlined (pages are rendered after files are collected)."""
-    return "data:image/png;base64," + base64.b64encode(cell["figure_bytes"][name]).decode()
+    kind = "svg+xml" if name.endswith(".svg") else "png"
+    return f"data:image/{kind};base64," + base64.b64encode(cell["figure_bytes"][name]).decode()

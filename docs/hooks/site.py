@@ -3,13 +3,15 @@
 - Nav: the "Pitfalls" section lists the ``docs/pitfalls/*.md`` pages present (index first); the
   "Debugging guide" gets the pytest plugin page. Either gets a generated placeholder page when its
   files are not written yet, so the build stays strict.
-- Pictures drawn now from real structures (``docs/hooks/figures.py``): ``figures/wavenet.png`` and
-  ``figures/batchnorm_axes.png``.
+- Pictures drawn now from real structures (``docs/hooks/figures.py``), as SVG:
+  ``figures/wavenet.svg``, ``figures/batchnorm_axes.svg`` and ``figures/dilated_convolution.svg``.
 - Markers replaced in the markdown of any page:
   ``<!-- build:readme quick-start -->`` the README's "Quick start" section, verbatim;
   ``<!-- build:trace-table -->`` the shape trace of the lecture's model, as a table;
   ``<!-- build:results -->`` whatever ``docs/results/`` holds (table, loss curves, per-row figures);
-  ``<!-- build:performance -->`` ``benchmarks/README.md``, or how to run the benchmark scripts.
+  ``<!-- build:performance -->`` ``benchmarks/README.md``, or how to run the benchmark scripts;
+  ``<!-- build:api TOPIC -->`` the API reference of one topic (``API_TOPICS``), from docstrings;
+  ``<!-- build:api-index -->`` the list of topics, and any public name no topic lists yet.
 """
 
 from __future__ import annotations
@@ -92,37 +94,88 @@ def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Fil
         "<!-- build:trace-table -->": trace_table,
         "<!-- build:results -->": lambda: results(config),
         "<!-- build:performance -->": lambda: performance(config),
-        "<!-- build:api -->": lambda: api_reference("shapekit"),
+        "<!-- build:api-index -->": api_index,
     }
     for marker, make in markers.items():
         if marker in markdown:
             markdown = markdown.replace(marker, make())
-    return markdown
+    return re.sub(r"<!-- build:api ([a-z]+) -->", lambda m: api_topic(m.group(1)), markdown)
 
 
-def api_reference(module_name: str, level: int = 2) -> str:
-    """mkdocstrings blocks for ``module_name`` and each name in its ``__all__``, in that order;
-    a public submodule gets its own section. Nothing is hard-coded: new public names appear."""
+# The API reference, one page per topic (docs/api/<topic>.md): (title, what it is, public names).
+# A name is documented where its topic lists it; a public name no topic lists shows on the index.
+API_TOPICS = {
+    "nn": ("Checked layers", "The lecture's layers, from scratch, with runtime shape checks.",
+           ["shapekit.nn", *(f"shapekit.nn.{n}" for n in (
+               "Embedding", "Linear", "BatchNorm1d", "Tanh", "FlattenConsecutive", "Sequential"))]),
+    "checking": ("Checking", "The error type, shape annotations for your own code, check modes.",
+                 ["ShapeError", "PitfallWarning", "DataError", "shaped", "set_checks",
+                  "get_checks", "checks"]),
+    "trace": ("Trace", "A per-layer shape table of one forward pass.",
+              ["trace", "Trace", "Row", "print_trace"]),
+    "debug": ("Explain and detect", "Torch's shape errors explained; silent shape bugs found.",
+              ["explain", "detect", "RULES", "DOCS_URL"]),
+    "pytest": ("The pytest plugin", "`--shapekit` and `--shapekit-packages` in your test suite.",
+               ["shapekit.pytest_plugin"]),
+    "lecture": ("The lecture", "makemore part 5's data, models, training, sampling and its "
+                "convolutional form.",
+                ["VOCAB", "itos", "stoi", "encode", "decode", "load_names", "read_names_file",
+                 "Names", "split_words", "build_dataset", "make_splits", "Splits", "ROWS",
+                 "ModelSpec", "build_model", "train", "TrainResult", "evaluate", "sample",
+                 "ConvWaveNet", "to_conv", "pad_names", "windows_loop"]),
+}
+
+
+def _qualified(name: str) -> str:
+    return name if name.startswith("shapekit.") else f"shapekit.{name}"
+
+
+def api_topic(topic: str) -> str:
+    """The mkdocstrings blocks of one topic's names, in the order listed."""
     import importlib
     import inspect
 
-    module = importlib.import_module(module_name)
-    parts = [f"{'#' * level} `{module_name}` {{ #{module_name} }}",
-             f"::: {module_name}\n    options:\n      members: false"
-             "\n      show_root_heading: false\n      show_root_toc_entry: false"]
-    submodules = []
-    for name in getattr(module, "__all__", []):
-        value = getattr(module, name)
-        if inspect.ismodule(value):
-            submodules.append(value.__name__)
+    if topic not in API_TOPICS:
+        raise ValueError(f"<!-- build:api {topic} -->: no such topic; expected one of "
+                         f"{', '.join(API_TOPICS)} (docs/hooks/site.py API_TOPICS)")
+    names = API_TOPICS[topic][2]
+    parts = []
+    for name in names:
+        path = _qualified(name)
+        module, _, attr = path.rpartition(".")
+        value = getattr(importlib.import_module(module), attr, None)
+        if value is None:
+            value = importlib.import_module(path)
+        if inspect.ismodule(value):  # the module's docstring; its names get their own blocks
+            parts.append(f"::: {path}\n    options:\n      members: false\n"
+                         "      show_root_heading: false\n      show_root_toc_entry: false")
             continue
-        # Constants have no docstring of their own; show them anyway, with their value.
         data = not (inspect.isclass(value) or callable(value))
-        options = "\n    options:\n      show_if_no_docstring: true" if data else ""
-        parts.append(f"::: {module_name}.{name}\n    options:\n      heading_level: {level + 1}"
-                     + options.replace("\n    options:", ""))
-    parts += [api_reference(sub, level) for sub in submodules]
+        options = "\n      show_if_no_docstring: true" if data else ""
+        parts.append(f"::: {path}\n    options:\n      heading_level: 2{options}")
     return "\n\n".join(parts)
+
+
+def public_names() -> list[str]:
+    """Every public name: ``shapekit.__all__`` and ``shapekit.nn.__all__``, qualified."""
+    import shapekit
+    import shapekit.nn
+
+    return ([f"shapekit.{n}" for n in shapekit.__all__ if n != "nn"]
+            + [f"shapekit.nn.{n}" for n in shapekit.nn.__all__])
+
+
+def api_index() -> str:
+    """A table of the topics, and a section for any public name that no topic lists."""
+    rows = ["| page | what |", "|---|---|"]
+    for topic, (title, what, _) in API_TOPICS.items():
+        rows.append(f"| [{title}]({topic}.md) | {what} |")
+    listed = {_qualified(n) for _, _, names in API_TOPICS.values() for n in names}
+    others = [n for n in public_names() if n not in listed]
+    if not others:
+        return "\n".join(rows)
+    blocks = [f"::: {n}\n    options:\n      heading_level: 3" for n in others]
+    return "\n".join(rows) + "\n\n## Other public names\n\n" + "\n\n".join(blocks)
 
 
 def readme_section(config: MkDocsConfig, title: str) -> str:
