@@ -254,13 +254,48 @@ assert not t.failed
 assert [row.output_shape for row in t.rows][-1] == (32, 27)
 
 # %% [markdown]
+# The lecture itself writes its layers as plain Python classes, not `nn.Module`s: no registered
+# buffers for anything to watch. `detect()` still sees the update
+# `self.running_mean = (1 - m) * self.running_mean + m * xmean` broadcast the `(C,)` statistic up
+# under `no_grad`, and names the line.
+
+
+# %%
+class PlainBatchNorm1d:
+    """The lecture's layer as the lecture writes it, before the fix."""
+
+    def __init__(self, dim: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
+        self.eps, self.momentum, self.training = eps, momentum, True
+        self.gamma, self.beta = torch.ones(dim), torch.zeros(dim)
+        self.running_mean, self.running_var = torch.zeros(dim), torch.ones(dim)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        xmean = x.mean(0, keepdim=True)  # the bug: (1, T, C) for (B, T, C)
+        xvar = x.var(0, keepdim=True)
+        self.out = self.gamma * (x - xmean) / torch.sqrt(xvar + self.eps) + self.beta
+        with torch.no_grad():
+            self.running_mean = (1 - self.momentum) * self.running_mean + self.momentum * xmean
+            self.running_var = (1 - self.momentum) * self.running_var + self.momentum * xvar
+        return self.out
+
+
+plain = PlainBatchNorm1d(128)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    with shapekit.detect():
+        plain(torch.randn(32, 4, 128))
+found = pitfalls(caught)
+assert [w.rule for w in found] == ["running-stat-growth"] * 2
+assert plain.running_mean.shape == (1, 4, 128)
+
+# %% [markdown]
 # # Bug 5 (far from the cause): sampling in training mode
 #
 # The lecture's layer after its fix, statistics over `(0, 1)`. After training, sampling feeds one
 # context at a time: a batch of one. With the layers still in training mode, the last
 # BatchNorm's batch variance of one example is 0 / 0. The NaN spreads, and the crash comes three
-# steps later in `torch.multinomial`, which says nothing about BatchNorm. `detect()` points at
-# the variance.
+# steps later in `torch.multinomial`, whose own message says nothing about BatchNorm. `detect()`
+# warns at the variance, and re-raises the crash with the pitfall that made the NaN.
 
 
 # %%
@@ -285,10 +320,11 @@ with warnings.catch_warnings(record=True) as caught:
             probs = F.softmax(logits, dim=1)
             ix = torch.multinomial(probs, num_samples=1)
     except RuntimeError as err:
-        print("torch.multinomial says:", err, "\n")
+        print("the crash, under detect():", err, "\n")
         crashed = err
 found = pitfalls(caught)
-assert "probability tensor contains" in str(crashed)
+assert "probability tensor contains" in str(crashed.__cause__)
+assert "[var-single-element]" in str(crashed)  # tied back to the variance of one example
 assert {w.rule for w in found} == {"var-single-element"}
 assert "model.eval()" in str(found[0])
 

@@ -8,7 +8,10 @@
 
 The checkpoint is plain safetensors (no pickle): the model's ``state_dict`` tensors under their
 own names, the per-step log10 losses under ``_train.lossi`` and ``torch.get_rng_state()`` under
-``_train.rng_state``; the step count is in the metadata.
+``_train.rng_state``; the metadata holds the step count, the run's ``run_id`` (shared with
+config.json and metrics.json, so a file from another run is refused) and the SHA-256 of all its
+tensors (so one flipped bit is refused). Weights stored in another dtype are converted only when
+no value changes. The fields of the JSON files are checked by ``shapekit._runfiles``.
 """
 
 from __future__ import annotations

@@ -91,6 +91,8 @@ def _reply(action: argparse.Action) -> str:
         return 'COMPREPLY=($(compgen -d -- "$cur"))'
     if action.metavar in _FILES:
         return 'COMPREPLY=($(compgen -f -- "$cur"))'
+    if action.dest == "device":  # what torch may have; --device itself says what is present
+        return 'COMPREPLY=($(compgen -W "cpu cuda mps" -- "$cur"))'
     if action.dest == "model":
         from ._models import ROWS
 

@@ -14,9 +14,12 @@ certainly computes the wrong thing.
 Each finding is a :class:`PitfallWarning` (``.rule`` is the rule id, see :data:`RULES`) reported at
 the user's file:line, once per rule and line per block; ``detect(strict=True)`` raises
 :class:`ShapeError` instead. Inside the block a ``torch.overrides.TorchFunctionMode`` sees every
-torch call (the per-op detectors in :mod:`shapekit._detectors`), global module forward hooks watch
-``torch.nn.BatchNorm1d`` inputs and every module's buffers and parameters, and
-``torch.nn.Module.__setattr__`` watches buffers being replaced. All of it is removed on exit.
+torch call (the per-op detectors in :mod:`shapekit._detectors`, looked up by function: a
+tensor attribute read returns after one set look-up, an op without a rule after two dictionary
+look-ups; frames are walked only once a rule's cheap precondition holds). It also sees
+``torch.nn.BatchNorm1d`` and ``torch.nn.Conv1d`` inputs (``F.batch_norm``, ``conv1d``), and
+torch's global buffer and parameter registration hooks see buffers being replaced; no hook runs
+per forward, so modules keep torch's fast call path. All of it is removed on exit.
 Shape errors torch raises inside the block are explained as in ``explain()``, with the failing call
 recorded exactly by the function mode.
 """  # noqa: E501 (doctest output: the exact message lines)
@@ -34,6 +37,7 @@ from types import FrameType
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from . import _detectors
@@ -68,7 +72,6 @@ class _State:
         # Tensors whose axes were arranged on purpose: x[:, None], keepdim, a conv's (N, C, L).
         self.explicit: dict[int, weakref.ref] = {}
         self.reduced: dict[int, tuple[weakref.ref, weakref.ref, tuple[int, ...]]] = {}
-        self.pending: dict[int, dict[str, torch.Size]] = {}  # module -> shapes before forward
         self.assigned: set[tuple[int, str]] = set()  # buffers already reported at an assignment
         self.func: Any = None  # the torch call being checked
         self.nan_sources: list[ShapeError] = []  # findings whose result is NaN, for later errors
@@ -115,9 +118,19 @@ class _State:
         """Report a finding at ``frame``'s line, naming the statement as ``label``."""
         self.emit(rule, build, frame, label=label)
 
+    def report_buffer(self, module: torch.nn.Module, name: str, new: torch.Size,
+                      frame: FrameType, label: str | None = None) -> None:
+        """A registered buffer or parameter about to be replaced by a tensor of another shape
+        (``self.running_mean = ...`` on the line ``frame`` runs): reported there, once."""
+        old = _registered(module, name)
+        if old is None or strip_leading_ones(tuple(old.shape)) == strip_leading_ones(tuple(new)):
+            return
+        self.assigned.add((id(module), name))
+        self.emit("buffer-shape-change", _buffer_build(module, name, old.shape, new), frame,
+                  label=label)
+
     def emit(self, rule: str, build: _detectors.Build, frame: FrameType, *, method: bool = False,
-             reverse: bool = False, module: torch.nn.Module | None = None,
-             label: str | None = None) -> None:
+             reverse: bool = False, module: Any = None, label: str | None = None) -> None:
         """Warn (or raise, when strict) once per rule and line: where, what, why, the fix, docs."""
         location = where(frame)
         if (rule, location) in self.seen:
@@ -155,7 +168,7 @@ def _op_caller(func: Any) -> FrameType | None:
         frame.f_code.co_filename in _MACHINERY or frame.f_code is code
     ):
         frame = frame.f_back
-    if getattr(func, "__module__", None) == "torch.nn.functional":
+    if func in _LAYER_FUNCS or getattr(func, "__module__", None) == "torch.nn.functional":
         # nn.Softmax, nn.CrossEntropyLoss ... call F.* on the user's behalf
         while frame is not None and frame.f_code.co_filename.startswith(_TORCH_MODULES):
             frame = frame.f_back
@@ -165,7 +178,7 @@ def _op_caller(func: Any) -> FrameType | None:
 
 
 def _names(node: ast.expr | None, frame: FrameType, *, method: bool,
-           module: torch.nn.Module | None) -> tuple[list[str], str]:
+           module: Any) -> tuple[list[str], str]:
     """The operands as the user wrote them (``["logits", "Yb"]``) and the called function's text."""
     names: list[str] = []
     callee = ""
@@ -194,42 +207,60 @@ def _called(func: ast.expr, frame: FrameType) -> Any:
         return MISSING
 
 
+# Tensor attribute reads and writes (``x.shape``, ``p.grad = None``): most of the torch calls a
+# training step makes; no rule looks at them, so they leave the mode first.
+_DATA_SET = torch.Tensor.data.__set__  # p.data = ...: the one a rule looks at
+_ATTRIBUTES = frozenset(
+    method for d in vars(torch._C.TensorBase).values() if type(d).__name__ == "getset_descriptor"
+    for method in (d.__get__, d.__set__)
+) - {_DATA_SET}
+
+
 class _Mode(TorchFunctionMode):
-    """Sees every torch call in the block: runs it, then the detectors registered for it."""
+    """Sees every torch call in the block: runs it, then the detectors registered for it. An op
+    without a rule costs a set and a dictionary look-up; frames are walked only by a rule."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if kwargs is None:
-            kwargs = {}
-        try:
-            out = func(*args, **kwargs)
-        except Exception as err:
-            if getattr(err, "_shapekit_call", None) is None:
-                err._shapekit_call = (func, args, kwargs)  # for explain_error: the exact operands
-            raise
+        if func in _ATTRIBUTES:
+            return func(*args, **kwargs) if kwargs else func(*args)
         state = getattr(_local, "state", None)
         if state is None:  # a thread that inherited the mode (autograd); its block is elsewhere
-            return out
-        if state.explicit and isinstance(out, torch.Tensor):
+            return func(*args, **kwargs) if kwargs else func(*args)
+        before = _BEFORE.get(func)
+        if before is not None:  # rules on a call's inputs, checked before torch may raise
+            _run(state, before, func, args, kwargs or {}, None)
+        try:
+            out = func(*args, **kwargs) if kwargs else func(*args)
+        except Exception as err:
+            if getattr(err, "_shapekit_call", None) is None:
+                # for explain_error: the exact operands
+                err._shapekit_call = (func, args, kwargs or {})
+            raise
+        explicit = state.explicit
+        if explicit and type(out) is torch.Tensor and args:
             # x[:, None].float(), x[:, None] * 2: still the column made on purpose
-            for arg in args[:2]:
-                if isinstance(arg, torch.Tensor) and arg.shape == out.shape and (
-                    state.is_explicit(arg)
-                ):
+            for arg in args if len(args) < 3 else args[:2]:
+                if id(arg) in explicit and arg.shape == out.shape and state.is_explicit(arg):
                     state.mark_explicit(out)
                     break
         checks = CHECKS.get(func)
         if checks is not None:
-            state.func = func
-            for check in checks:
-                try:
-                    check(state, func, args, kwargs, out)
-                except (ShapeError, PitfallWarning):  # a finding: strict, or warnings as errors
-                    raise
-                except Exception as bug:  # a detector must never break the user's code
-                    warnings.warn(f"shapekit.detect(): {check.__name__} failed on "
-                                  f"{getattr(func, '__name__', func)}: {bug!r} (please report it)",
-                                  RuntimeWarning, stacklevel=2)
+            _run(state, checks, func, args, kwargs or {}, out)
         return out
+
+
+def _run(state: _State, checks: tuple, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+    """Run a call's detectors; a detector's own failure warns and never breaks the user's code."""
+    state.func = func
+    for check in checks:
+        try:
+            check(state, func, args, kwargs, out)
+        except (ShapeError, PitfallWarning):  # a finding: strict, or warnings as errors
+            raise
+        except Exception as bug:
+            warnings.warn(f"shapekit.detect(): {check.__name__} failed on "
+                          f"{getattr(func, '__name__', func)}: {bug!r} (please report it)",
+                          RuntimeWarning, stacklevel=3)
 
 
 # --- module hooks and buffer assignments ------------------------------------------------------
@@ -262,46 +293,62 @@ def _buffer_build(module: torch.nn.Module, name: str, old: torch.Size,
     return build
 
 
-def _pre_hook(module: torch.nn.Module, args: tuple) -> None:
+def _buffer_assigned(module: torch.nn.Module, name: str, value: Any) -> None:
+    """torch's global buffer/parameter registration hook: ``self.running_mean = xmean`` on a
+    registered buffer, seen before it is stored (an assignment no op of the line shows)."""
     state = getattr(_local, "state", None)
-    if state is None:
+    if state is None or not isinstance(value, torch.Tensor) or (id(module), name) in state.assigned:
         return
-    params, buffers = module._parameters, module._buffers
-    if params or buffers:
-        state.pending[id(module)] = {
-            name: t.shape for table in (params, buffers) for name, t in table.items()
-            if t is not None
-        }
-    if isinstance(module, torch.nn.BatchNorm1d) and args and isinstance(args[0], torch.Tensor):
-        _check_batchnorm(state, module, args[0])
-    elif isinstance(module, torch.nn.Conv1d) and args and isinstance(args[0], torch.Tensor):
-        _check_conv1d(state, module, args[0])
+    frame = user_frame(sys._getframe(1))
+    if frame is not None:
+        state.report_buffer(module, name, value.shape, frame)
 
 
-def _post_hook(module: torch.nn.Module, args: tuple, output: Any) -> None:
-    state = getattr(_local, "state", None)
-    before = state.pending.pop(id(module), None) if state is not None else None
-    if not before:
+def _data_assigned(state: _State, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+    """``self.w.data = torch.ones(n)``: a parameter replaced behind its module's back."""
+    if len(args) < 2 or not isinstance(args[1], torch.Tensor) or not isinstance(
+        args[0], torch.Tensor
+    ) or args[0].shape == args[1].shape:
         return
-    for name, old in before.items():
-        now = _registered(module, name)
-        if now is None or (id(module), name) in state.assigned:
-            continue
-        if strip_leading_ones(tuple(now.shape)) != strip_leading_ones(tuple(old)):
-            frame = user_frame(sys._getframe(1))
-            if frame is not None:
-                state.emit("buffer-shape-change", _buffer_build(module, name, old, now.shape),
-                           frame, module=module)
+    frame = _op_caller(func)
+    _, node = expression(frame) if frame is not None else ("", None)
+    if not (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)):
+        return
+    owner = _called(node.value.value, frame)
+    if isinstance(owner, torch.nn.Module) and _registered(owner, node.value.attr) is args[0]:
+        state.report_buffer(owner, node.value.attr, args[1].shape, frame)
 
 
-def _check_batchnorm(state: _State, module: torch.nn.BatchNorm1d, x: torch.Tensor) -> None:
-    c = module.num_features
-    if x.ndim != 3 or x.shape[-1] != c:
+_ELSEWHERE = object()  # a layer called inside another module: the user's line names another call
+
+
+def _layer_frame(func: Any, is_layer: Any) -> tuple[FrameType | None, Any]:
+    """The user's line that (through torch's module) made a layer's call, and how ``emit`` should
+    name the operands: the layer itself when that line calls it directly."""
+    frame = _op_caller(func)
+    if frame is None:
+        return None, None
+    _, node = expression(frame)
+    called = _called(node.func, frame) if isinstance(node, ast.Call) else MISSING
+    return frame, called if is_layer(called) else _ELSEWHERE
+
+
+def _batchnorm_op(state: _State, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+    """``F.batch_norm`` (torch's BatchNorm1d) on ``(N, L, C)``: the channels-last layout."""
+    x = args[0] if args else kwargs.get("input")
+    running = args[1] if len(args) > 1 else kwargs.get("running_mean")
+    weight = args[3] if len(args) > 3 else kwargs.get("weight")
+    ref = running if isinstance(running, torch.Tensor) else weight
+    if not isinstance(x, torch.Tensor) or not isinstance(ref, torch.Tensor) or x.ndim != 3:
+        return
+    c = ref.shape[0]
+    if x.shape[-1] != c:
         return
     transposed = x.stride(1) == 1 and x.stride(2) != 1  # (N, C, L) made from (N, L, C)
     if x.shape[1] == c and (transposed or state.is_explicit(x)):
         return  # channels on axis 1 on purpose (a transpose, a convolution): the documented layout
-    frame = user_frame(sys._getframe(2))
+    frame, module = _layer_frame(func, lambda m: isinstance(m, torch.nn.BatchNorm1d) and (
+        m.running_mean is running or m.weight is weight))
     if frame is None:
         return
     shape = x.shape
@@ -326,15 +373,21 @@ def _check_batchnorm(state: _State, module: torch.nn.BatchNorm1d, x: torch.Tenso
     state.emit("batchnorm-channels-last", build, frame, module=module)
 
 
-def _check_conv1d(state: _State, module: torch.nn.Conv1d, x: torch.Tensor) -> None:
+def _conv1d_op(state: _State, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
     """The BatchNorm rule's twin: ``(B, L, C)`` with ``L == C == in_channels`` runs, convolving
     over the channels."""
-    c = module.in_channels
-    if x.ndim != 3 or x.shape[1] != c or x.shape[2] != c or c < 2:
+    x = args[0] if args else kwargs.get("input")
+    weight = args[1] if len(args) > 1 else kwargs.get("weight")
+    if not isinstance(x, torch.Tensor) or not isinstance(weight, torch.Tensor) or x.ndim != 3:
+        return
+    groups = args[6] if len(args) > 6 else kwargs.get("groups", 1)
+    c = weight.shape[1] * (groups if isinstance(groups, int) else 1)
+    if x.shape[1] != c or x.shape[2] != c or c < 2:
         return
     if (x.stride(1) == 1 and x.stride(2) != 1) or state.is_explicit(x):
         return  # a transposed view, a convolution's output: (N, C, L) on purpose
-    frame = user_frame(sys._getframe(2))
+    frame, module = _layer_frame(func, lambda m: isinstance(m, torch.nn.Conv1d) and (
+        m.weight is weight))
     if frame is None:
         return
     shape = x.shape
@@ -355,22 +408,11 @@ def _check_conv1d(state: _State, module: torch.nn.Conv1d, x: torch.Tensor) -> No
     state.emit("conv1d-channels-last", build, frame, module=module)
 
 
-_ORIGINAL_SETATTR = torch.nn.Module.__setattr__
-
-
-def _setattr(self: torch.nn.Module, name: str, value: Any) -> None:
-    state = getattr(_local, "state", None)
-    if state is not None and isinstance(value, torch.Tensor):
-        old = _registered(self, name)
-        if old is not None and strip_leading_ones(tuple(old.shape)) != strip_leading_ones(
-            tuple(value.shape)
-        ):
-            frame = sys._getframe(1)
-            if is_user_file(frame.f_code.co_filename):
-                state.assigned.add((id(self), name))
-                state.emit("buffer-shape-change", _buffer_build(self, name, old.shape, value.shape),
-                           frame)
-    _ORIGINAL_SETATTR(self, name, value)
+_LAYER_FUNCS = frozenset({torch.conv1d})  # builtins a torch module calls for the user
+# Detectors that look at a call's inputs only, run before it: torch may raise on them (a
+# BatchNorm1d given (N, L, C) with L != C), or the call changes them (p.data = ...).
+_BEFORE = {F.batch_norm: (_batchnorm_op,), torch.conv1d: (_conv1d_op,),
+           _DATA_SET: (_data_assigned,)}
 
 
 class _Hooks:
@@ -384,10 +426,13 @@ class _Hooks:
     def install(cls) -> None:
         with cls.lock:
             if cls.users == 0:
+                # Registration hooks run only when a buffer or parameter is assigned, never per
+                # forward: global forward hooks would put every module call on torch's slow path.
                 register = torch.nn.modules.module
-                cls.handles = (register.register_module_forward_pre_hook(_pre_hook),
-                               register.register_module_forward_hook(_post_hook))
-                torch.nn.Module.__setattr__ = _setattr
+                cls.handles = (
+                    register.register_module_buffer_registration_hook(_buffer_assigned),
+                    register.register_module_parameter_registration_hook(_buffer_assigned),
+                )
             cls.users += 1
 
     @classmethod
@@ -397,8 +442,6 @@ class _Hooks:
             if cls.users == 0:
                 for handle in cls.handles:
                     handle.remove()
-                if torch.nn.Module.__setattr__ is _setattr:
-                    torch.nn.Module.__setattr__ = _ORIGINAL_SETATTR
 
 
 class detect(ContextDecorator):

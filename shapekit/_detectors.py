@@ -33,8 +33,12 @@ class Reporter(Protocol):
     """What a detector needs from ``detect()``'s state."""
 
     def report(self, rule: str, build: Build, *, method: bool, reverse: bool = False) -> None: ...
+    reduced: dict  # reductions remembered (empty: no reduction-broadcast check to run)
+
     def caller(self) -> FrameType | None: ...
     def report_at(self, rule: str, build: Build, frame: FrameType, label: str) -> None: ...
+    def report_buffer(self, module: torch.nn.Module, name: str, new: torch.Size,
+                      frame: FrameType, label: str) -> None: ...
     def mark_explicit(self, tensor: Tensor) -> None: ...
     def is_explicit(self, tensor: Tensor) -> bool: ...
     def remember_reduction(self, result: Tensor, source: Tensor, dims: tuple[int, ...]) -> None: ...
@@ -125,8 +129,23 @@ def _elementwise(state: Reporter, func: Any, args: tuple, kwargs: dict, out: Any
     if not (isinstance(a, Tensor) and isinstance(b, Tensor)):
         return
     reverse = func in REVERSED
-    _misaligned_reduction(state, a, b, reverse)
-    _n_by_n(state, a, b, reverse, loss=False)
+    if state.reduced:
+        _misaligned_reduction(state, a, b, reverse)
+    if a.ndim != b.ndim:
+        _n_by_n(state, a, b, reverse, loss=False)
+
+
+def _arithmetic(state: Reporter, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+    """``+ - * /``: the elementwise rules, and the two that only a broadcast result can break
+    (a running statistic stored back, a padding mask), in one call: these ops are the most
+    frequent with a rule, so each rule's cheap precondition is tested here first."""
+    _elementwise(state, func, args, kwargs, out)
+    if type(out) is not Tensor:
+        return
+    if out.ndim == 4:
+        _mask_batch(state, func, args, kwargs, out)
+    if not torch.is_grad_enabled():
+        _running_stat(state, func, args, kwargs, out)
 
 
 def _loss(state: Reporter, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
@@ -369,10 +388,13 @@ def _running_stat(state: Reporter, func: Any, args: tuple, kwargs: dict, out: An
     result broadcasts to a bigger shape than the attribute had: in any object, Module or not."""
     if torch.is_grad_enabled() or not isinstance(out, Tensor) or not out.ndim:
         return
-    grown = strip_leading_ones(tuple(out.shape))
-    if not any(isinstance(a, Tensor) and strip_leading_ones(tuple(a.shape)) != grown
-               for a in args):
+    size = out.shape
+    for a in args:
+        if isinstance(a, Tensor) and a.shape != size and a.numel() < out.numel():
+            break
+    else:
         return  # no operand was broadcast up: nothing grew
+    grown = strip_leading_ones(tuple(size))
     frame = state.caller()
     update = assigned_attribute(frame) if frame is not None else None
     if update is None:
@@ -384,10 +406,11 @@ def _running_stat(state: Reporter, func: Any, args: tuple, kwargs: dict, out: An
     if isinstance(owner, torch.nn.Module) and any(
         target.attr in owner.__dict__.get(store, {}) for store in ("_parameters", "_buffers")
     ):
-        return  # a registered buffer: buffer-shape-change reports it where it is replaced
+        state.report_buffer(owner, target.attr, out.shape, frame, ast.unparse(target))
+        return  # a registered buffer: its own rule, buffer-shape-change
     old = getattr(owner, "__dict__", {}).get(target.attr)
-    if not isinstance(old, Tensor) or not old.ndim or old.numel() >= out.numel():
-        return  # a scalar accumulator may start as one value; a shrink is not this bug
+    if not isinstance(old, Tensor) or old.numel() <= 1 or old.numel() >= out.numel():
+        return  # an accumulator may start as one value; a shrink is not this bug
     kept = strip_leading_ones(tuple(old.shape))
     if kept == grown or grown[len(grown) - len(kept):] != kept:
         return  # only a statistic whose own axes stay last, with new axes in front, is this bug
@@ -535,13 +558,14 @@ def _table() -> dict[Any, tuple[Callable, ...]]:
     elementwise += [Tensor.__eq__, Tensor.__ne__, Tensor.__lt__, Tensor.__le__, Tensor.__gt__,
                     Tensor.__ge__, Tensor.__rsub__, Tensor.__rdiv__, Tensor.__rpow__]
     elementwise += [Tensor.add_, Tensor.sub_, Tensor.mul_, Tensor.div_]
-    _add(table, elementwise, _elementwise)
-    _add(table, [Tensor.add, Tensor.sub, Tensor.mul, Tensor.div, Tensor.__rsub__, Tensor.__rdiv__,
-                 torch.add, torch.sub, torch.mul, torch.div, torch.lerp, Tensor.lerp],
-         _running_stat)
+    arithmetic = [Tensor.add, Tensor.sub, Tensor.mul, Tensor.div, Tensor.__rsub__,
+                  Tensor.__rdiv__, torch.add, torch.sub, torch.mul, torch.div]
+    _add(table, [f for f in elementwise if f not in arithmetic], _elementwise)
+    _add(table, arithmetic, _arithmetic)
+    _add(table, [torch.lerp, Tensor.lerp], _running_stat)
     _add(table, _MATMULS, _linear_weight)
-    _add(table, [Tensor.masked_fill, Tensor.masked_fill_, torch.masked_fill, torch.where,
-                 Tensor.add, Tensor.mul, Tensor.sub, torch.add, torch.mul], _mask_batch)
+    _add(table, [Tensor.masked_fill, Tensor.masked_fill_, torch.masked_fill, torch.where],
+         _mask_batch)
     _add(table, [F.mse_loss, F.l1_loss, F.smooth_l1_loss, F.huber_loss], _loss)
     _add(table, [Tensor.view, Tensor.reshape, torch.reshape, Tensor.view_as, Tensor.reshape_as],
          _view)

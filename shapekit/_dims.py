@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
 _FSTRING = re.compile(r"\{([^{}]+)\}")
+# What a dim expression may call, as in jaxtyping's ("min(n,4)", "max(t-1,0)"); nothing else.
+_EVAL_GLOBALS = {"__builtins__": {}, "min": min, "max": max, "abs": abs}
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,8 @@ class Dim:
 def parse(dim_str: str) -> tuple[Dim, ...]:
     """Split a jaxtyping dimension string into axes.
 
-    >>> [(d.kind, d.name) for d in parse("batch ... 3 #c _")]
-    [('named', 'batch'), ('variadic', ''), ('fixed', ''), ('named', 'c'), ('anon', '')]
+    >>> [(d.kind, d.name) for d in parse("b ... 3 #c _ r=4")]
+    [('named', 'b'), ('variadic', ''), ('fixed', ''), ('named', 'c'), ('anon', ''), ('fixed', 'r')]
     """
     dims = []
     for token in dim_str.split():
@@ -56,6 +58,9 @@ def parse(dim_str: str) -> tuple[Dim, ...]:
             dims.append(Dim(text, "variadic", name=name, broadcast=broadcast))
         elif token.isdigit():
             dims.append(Dim(text, "fixed", size=int(token)))
+        elif "=" in token and token.split("=", 1)[1].isdigit():  # "rows=3": a size with a name
+            name, size = token.split("=", 1)
+            dims.append(Dim(text, "fixed", name=name, size=int(size)))
         elif token.startswith("_") and _NAME.match(token):
             dims.append(Dim(text, "anon"))
         elif _NAME.match(token):
@@ -109,7 +114,7 @@ def resolve(dim: Dim, memo: Memo, arguments: dict) -> tuple[int | None, str]:
     with its last attribute name: ``48 = fan_in``.
     """
     if dim.kind == "fixed":
-        return dim.size, str(dim.size)
+        return dim.size, f"{dim.size} = {dim.name}" if dim.name else str(dim.size)
     if dim.kind == "named":
         size = memo.sizes.get(dim.name)
         if isinstance(size, int):
@@ -122,7 +127,7 @@ def resolve(dim: Dim, memo: Memo, arguments: dict) -> tuple[int | None, str]:
     try:
         filled = _FSTRING.sub(lambda m: str(_attribute(m.group(1), arguments)), token)
         values = {k: v for k, v in memo.sizes.items() if isinstance(v, int)}
-        size = int(eval(filled, {"__builtins__": {}}, values))  # the annotation's own expression
+        size = int(eval(filled, _EVAL_GLOBALS, values))  # the annotation's own expression
     except Exception:
         return None, token
     label = labels[0] if len(labels) == 1 and _FSTRING.fullmatch(token) else token

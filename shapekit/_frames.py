@@ -118,10 +118,19 @@ def assigned_attribute(frame: FrameType) -> tuple[ast.Attribute, ast.expr] | Non
     >>> sorted(target.attr for target, _ in _updates("self.m = 0.9 * self.m + x\\ny = x").values())
     ['m']
     """
-    return _assignment_at(frame.f_code, frame.f_lasti)
+    code, lasti = frame.f_code, frame.f_lasti
+    key = (id(code), lasti)  # hashing a code object hashes its bytecode: key by identity
+    hit = _ASSIGNMENTS.get(key)
+    if hit is None or hit[0] is not code:
+        if len(_ASSIGNMENTS) > 4096:
+            _ASSIGNMENTS.clear()
+        hit = _ASSIGNMENTS[key] = (code, _assignment_at(code, lasti))
+    return hit[1]
 
 
-@functools.lru_cache(maxsize=4096)
+_ASSIGNMENTS: dict[tuple[int, int], tuple[CodeType, tuple | None]] = {}
+
+
 def _assignment_at(code: CodeType, lasti: int) -> tuple[ast.Attribute, ast.expr] | None:
     positions = _positions(code, lasti)
     if None in positions:

@@ -1,10 +1,19 @@
 """Check modes: how often annotated shapes are checked at run time.
 
-- ``"once"`` (the default): each checked function checks each new *shape signature* of its
-  arguments (the shapes and dtypes of its tensors, the identity of ``self``) once, then trusts it.
-  A training loop that feeds the same shapes every step pays for one check, so learners can leave
-  checks on. What it can miss: a return shape that depends on tensor *values* rather than shapes,
-  and a module whose parameters are replaced by tensors of another shape between calls.
+- ``"once"`` (the default): each checked function checks each new *signature* of a call in
+  full, then trusts it. A hit gives the verdict a full check would, because the signature holds
+  all the full check reads: each annotated argument's class (``Parameter`` is not ``Tensor``),
+  shape and dtype, the same for numpy arrays and for the tensors inside lists, tuples, dicts,
+  deques and dataclasses (their class and contents), scalars by value, other objects by class
+  (by identity when the annotation is not a plain class), and the attributes f-string dims read
+  (``{self.fan_in}``, ``{cfg.d}``) by value. The output is keyed too (class, shape, dtype, and
+  any dims the body bound): a new one, say after ``model.eval()``, is checked. Not keyed, hence
+  checked at every call: containers of more than 64 items, and f-string dims that are not a
+  plain ``name.attribute`` path. On a hit the body still runs with the dims the arguments bound,
+  so ``isinstance(x, Float[Tensor, "batch"])``, nested ``@jaxtyped`` helpers and
+  ``jaxtyping.print_bindings()`` inside it behave as in a full check. A training loop that feeds
+  the same shapes every step pays for one check. Under ``torch.compile`` a trusted signature's
+  output is not re-keyed: the graph dynamo guards is the one whose output was checked.
 - ``"always"``: every call is checked by beartype + jaxtyping.
 - ``"off"``: no annotation checks, and Embedding no longer looks for negative indices (which, as
   in plain torch, then wrap around to the last rows). The guards that stop a crash deep inside

@@ -46,6 +46,8 @@ MISSING = object()  # an operand whose value could not be recovered safely
 _METHODS = frozenset({
     "transpose", "permute", "contiguous", "view", "reshape", "t", "float", "long", "double", "int",
     "unsqueeze", "squeeze", "flatten", "detach", "view_as", "reshape_as", "size", "dim", "numel",
+    "sum", "mean", "var", "std", "exp", "log", "abs", "sqrt", "tanh", "relu", "softmax",
+    "log_softmax", "argmax",
 })
 _ATTRS = frozenset({"T", "mT", "H", "mH", "data", "shape", "ndim", "dtype", "grad"})
 _FUNCTIONAL = ("torch.nn.functional", "torch.functional", "torch._tensor")

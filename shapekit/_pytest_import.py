@@ -16,6 +16,7 @@ in plain runs.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import inspect
 import sys
@@ -27,7 +28,9 @@ __all__ = ["Finder", "Instrumenter"]
 
 
 class Instrumenter:
-    """Wraps functions and methods whose annotations hold jaxtyping array types in ``packages``."""
+    """Wraps functions and methods whose annotations hold jaxtyping array types in ``packages``:
+    plain, static and class methods, and the getters (setters, deleters) of ``property`` and
+    ``functools.cached_property``, as jaxtyping's import hook does."""
 
     def __init__(self, packages: tuple[str, ...]) -> None:
         self.packages = packages
@@ -87,6 +90,16 @@ class Instrumenter:
             elif isinstance(value, (staticmethod, classmethod)):
                 if self._wants(value.__func__, module_name):
                     self._replace(cls, name, value, type(value)(self._wrap(value.__func__)))
+            elif isinstance(value, property):
+                parts = (value.fget, value.fset, value.fdel)
+                if any(self._wants(f, module_name) for f in parts):
+                    wrapped = [self._wrap(f) if self._wants(f, module_name) else f for f in parts]
+                    self._replace(cls, name, value, property(*wrapped, value.__doc__))
+            elif isinstance(value, functools.cached_property):
+                if self._wants(value.func, module_name):
+                    cached = functools.cached_property(self._wrap(value.func))
+                    cached.attrname, cached.__doc__ = value.attrname, value.__doc__
+                    self._replace(cls, name, value, cached)
             elif self._wants(value, module_name):
                 self._replace(cls, name, value, self._wrap(value))
 

@@ -31,12 +31,11 @@ from ._data import Names, Splits, make_splits
 from ._models import ModelSpec, build_model, count_params, resolve_row
 from ._modes import set_checks
 from ._plots import plot_curves
-from ._runfiles import read_metrics
+from ._runfiles import SPLIT_SEED, read_metrics  # SPLIT_SEED: the lecture's random.seed(42)
 from ._train import default_decay_at, evaluate, train
 
 __all__ = ["RunOutcome", "make_config", "model_for", "run_training"]
 
-SPLIT_SEED = 42  # the lecture's random.seed(42) shuffle: fixed, so val losses stay comparable
 EVAL_CHUNK = 1024  # rows per forward when evaluating: the same loss to ~1e-7, far less memory
 
 
@@ -55,7 +54,7 @@ def make_config(
     spec: ModelSpec, names: Names, *, data_path: str | None, steps: int, batch_size: int = 32,
     lr: float = 0.1, lr_final: float = 0.01, decay_at: int | None = None, seed: int = 42,
     checks: str | None = None, threads: int = 1, eval_every: int = 0, save_every: int = 10_000,
-    device: str = "cpu",
+    device: str = "cpu", compile: bool = False,
 ) -> dict:
     """The ``config.json`` of a run: everything needed to rebuild and continue it."""
     return {
@@ -68,6 +67,7 @@ def make_config(
         "decay_at": default_decay_at(steps) if decay_at is None else decay_at,
         "seed": seed, "split_seed": SPLIT_SEED, "checks": checks, "threads": threads,
         "eval_every": eval_every, "save_every": save_every, "device": device,
+        "compile": compile,
         "data": {
             "path": None if data_path is None else str(Path(data_path).resolve()),
             "source": names.source, "sha256": names.sha256, "words": len(names.words),
@@ -135,6 +135,7 @@ def run_training(
         model, splits, steps=config["steps"], batch_size=config["batch_size"], lr=config["lr"],
         lr_final=config["lr_final"], decay_at=config["decay_at"], progress=progress,
         on_step=every_step, start_step=start_step, lossi=lossi,
+        compile=config.get("compile", False),
     )
     save_checkpoint(run_dir, model, model_name=spec.name, step=result.steps_done,
                     lossi=result.lossi, rng_state=result.rng_state, run_id=config.get("run_id"))

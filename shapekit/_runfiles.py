@@ -22,6 +22,7 @@ from ._errors import DataError
 __all__ = ["check_config", "check_metrics", "read_config", "read_metrics", "same_run"]
 
 RUN_FORMAT = "shapekit-run/1"
+SPLIT_SEED = 42  # the lecture's shuffle; fixed, so every run's val loss is on the same names
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _RETRAIN = "fix: restore the value shapekit wrote, or train the run again with --out DIR --force"
 
@@ -106,8 +107,10 @@ def check_config(path: Path, config: dict) -> dict:
     fields = {
         "format": _one_of(RUN_FORMAT), "model": _text, "steps": _int(1),
         "batch_size": _int(1), "lr": _number(), "lr_final": _number(),
-        "seed": _int(), "split_seed": _int(), "checks": _one_of(None, "always", "once", "off"),
+        "seed": _int(), "split_seed": _one_of(SPLIT_SEED),
+        "checks": _one_of(None, "always", "once", "off"),
         "threads": _int(1), "eval_every": _int(0), "save_every": _int(0), "device": _text,
+        "compile": _one_of(True, False),
         "run_id": _run_id, "data": lambda v: None if isinstance(v, dict) else "an object",
     }
     _check(path, config, fields, ("format", "model", "steps", "batch_size", "lr", "lr_final",

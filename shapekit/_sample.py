@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ._data import itos
+from ._errors import DataError
 
 __all__ = ["sample"]
 
@@ -41,6 +42,12 @@ def sample(
             while len(chars) < max_length:
                 logits = model(torch.tensor([context]))  # (1, block_size) -> (1, 27)
                 probs = F.softmax(logits, dim=1)
+                if not torch.isfinite(probs).all():  # else torch.multinomial fails obscurely
+                    raise DataError(
+                        "the model predicts NaN or infinite probabilities after "
+                        f"{''.join(chars)!r}; expected finite logits (27,); training diverged;"
+                        " fix: train it again with a smaller --lr"
+                    )
                 ix = torch.multinomial(probs, num_samples=1, generator=generator).item()
                 context = context[1:] + [ix]  # noqa: RUF005
                 if ix == 0:

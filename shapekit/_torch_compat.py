@@ -21,7 +21,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = [
     "autocast_dtype",
-    "index_guard",
+    "bindings_key",
+    "bindings_size",
+    "current_bindings",
+    "enter_bindings",
+    "exit_bindings",
     "is_compiling",
     "run_outside_graph",
     "values_visible",
@@ -112,25 +116,88 @@ def autocast_dtype(device_type: str) -> torch.dtype | None:
         return torch.get_autocast_cpu_dtype() if device_type == "cpu" else torch.float16
 
 
-@torch.library.custom_op("shapekit::index_guard", mutates_args=())
-def index_guard(idx: torch.Tensor, size: int, negatives_ok: bool) -> torch.Tensor:
-    """``idx`` (a copy) if every index is in ``[0, size)`` (``[-size, size)`` with
-    ``negatives_ok``), else the Embedding's :class:`ShapeError`. An operator of its own so that
-    ``torch.compile`` keeps it in the graph (``fullgraph=True`` works) and runs it on the real
-    indices at every call, where Python code would graph-break or run only while tracing.
 
-    >>> index_guard(torch.tensor([0, 26]), 27, False)
-    tensor([ 0, 26])
+# jaxtyping's per-call memo of bound dims (private: jaxtyping._storage, tested on jaxtyping
+# 0.3.11 with beartype 0.23.1). @shaped restores the bindings a full check made when "once" trusts
+# a call, so the body's own isinstance checks, nested @jaxtyped helpers and
+# jaxtyping.print_bindings() see them.
+
+
+@functools.cache
+def _local() -> Any:
+    """jaxtyping's per-thread storage, whose ``.memo_stack`` holds ``(single, variadic, pytree,
+    arguments)`` per open call; a private stand-in if a jaxtyping moved it (then a trusted
+    call's body no longer sees the bindings; checks are unaffected)."""
+    try:
+        from jaxtyping import _storage  # private; jaxtyping 0.2.20 - 0.3.11
+
+        return _storage._shape_storage
+    except (ImportError, AttributeError):  # pragma: no cover
+        import threading
+
+        return threading.local()
+
+
+def _top() -> tuple:
+    stack = getattr(_local(), "memo_stack", None)
+    return stack[-1] if stack else ({}, {}, {}, {})
+
+
+def current_bindings() -> tuple[dict, dict, dict]:
+    """Copies of the dims bound in the innermost jaxtyping memo (single, variadic, pytree).
+
+    >>> current_bindings()
+    ({}, {}, {})
     """
-    if idx.numel():
-        lo, hi = torch.aminmax(idx)
-        if hi >= size or lo < (-size if negatives_ok else 0):
-            from .nn._embedding import out_of_range
-
-            raise out_of_range(idx, size)
-    return idx.clone()  # an operator's output may not alias its input
+    single, variadic, pytree, _arguments = _top()
+    return dict(single), dict(variadic), dict(pytree)
 
 
-@index_guard.register_fake
-def _(idx: torch.Tensor, size: int, negatives_ok: bool) -> torch.Tensor:
-    return torch.empty_like(idx)  # while tracing: the values are not known yet
+def enter_bindings(bindings: tuple[dict, dict, dict], arguments: dict) -> tuple:
+    """Open a jaxtyping memo holding copies of ``bindings`` (as :func:`current_bindings` gave
+    them) and the call's ``arguments`` (for f-string dims); :func:`exit_bindings` closes it.
+    Returns the memo's (single, variadic) dicts. The memo stack is used directly: this is on the
+    path of every trusted "once" call, and jaxtyping's push + set cost twice as much.
+
+    >>> _ = enter_bindings(({"n": 3}, {}, {}), {})
+    >>> current_bindings()[0]
+    {'n': 3}
+    >>> exit_bindings()[0]
+    {'n': 3}
+    """
+    storage = _local()  # a threading.local; .memo_stack is jaxtyping's stack
+    try:
+        stack = storage.memo_stack
+    except AttributeError:
+        stack = storage.memo_stack = []
+    single, variadic, pytree = bindings
+    memo = (dict(single), dict(variadic), dict(pytree), arguments)
+    stack.append(memo)
+    return memo
+
+
+def bindings_key(memo: tuple | None) -> tuple:
+    """The dims bound in ``memo`` (as :func:`exit_bindings` returned it; None: the innermost
+    open memo), as a hashable key.
+
+    >>> bindings_key(None)
+    ((), ())
+    """
+    single, variadic, _pytree, _arguments = memo or _top()
+    return tuple(single.items()), tuple(variadic.items())
+
+
+def bindings_size() -> tuple[int, int]:
+    """How many single and variadic dims the innermost jaxtyping memo holds.
+
+    >>> bindings_size()
+    (0, 0)
+    """
+    single, variadic, _pytree, _arguments = _top()
+    return len(single), len(variadic)
+
+
+def exit_bindings() -> tuple:
+    """Close the memo :func:`enter_bindings` opened; returns it as the call left it
+    ``(single, variadic, pytree, arguments)``."""
+    return _local().memo_stack.pop()

@@ -659,6 +659,31 @@ def _rnn_input(m: re.Match, site: Site) -> Parts:
                  note=note, fix=f"build the RNN with input_size={m[2]}, or fix the layer before")
 
 
+@_rule(r"For unbatched 2-D input, hx (?:and cx )?should also be 2-D but got")
+def _rnn_unbatched(m: re.Match, site: Site) -> Parts:
+    tensors, module = site.tensors, site.module
+    x = tensors[0] if tensors else None
+    name = x.name if x is not None and _plain(x.name) else "input"
+    first = bool(getattr(module, "batch_first", False))
+    axis = 0 if first else 1
+    batch = next((t.tensor.shape[1] for t in tensors[1:] if t.tensor.ndim == 3), None)
+    got = _got(tensors) or "a 2-D input with 3-D hidden states"
+    if x is not None and x.tensor.ndim == 3 and x.tensor.shape[axis] == 1:
+        # torch's forward already gave the 2-D input a batch axis of 1: show what was passed
+        given = x.tensor.squeeze(axis)
+        got = ", ".join([describe(Operand(x.name, given)), *(describe(t) for t in tensors[1:])])
+    note = (_layout(module) + "; " if module is not None else "") + (
+        "a 2-D input is one unbatched sequence, (seq, feature)")
+    return Parts(
+        expected=f"{name}: 3-D, with a batch axis, to go with 3-D hidden states "
+        f"(num_layers, batch, hidden_size)" + (f" for a batch of {batch}" if batch else ""),
+        got=got,
+        note=note,
+        fix=f"add the batch axis: {_wrap(name)}.unsqueeze({axis}) (a batch of one), or pass 2-D "
+        "hidden states (num_layers, hidden_size) for one unbatched sequence",
+    )
+
+
 @_rule(r"Expected hidden(?:\[(\d)\])? size \(([\d, ]*)\), got \[([\d, ]*)\]")
 def _rnn_hidden(m: re.Match, site: Site) -> Parts:
     want, got = _sizes(m[2]), _sizes(m[3])

@@ -24,30 +24,22 @@ error: ShapeError: layers[1] Linear expected x: (batch, *time, 30 = fan_in), got
 from __future__ import annotations
 
 import contextlib
-import functools
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
 import torch
 
-from ._trace_record import (
-    Call,
-    OpMode,
-    Recorder,
-    Shape,
-    dims_text,
-    forward_function,
-    is_layer,
-)
+from ._trace_record import Call, OpMode, Recorder, Shape, dims_text, is_layer
+from ._trace_state import instrument, restore_state_on_exit, to_meta
 
 __all__ = ["COLUMNS", "Memory", "Row", "Trace", "print_trace", "trace"]
 
 # Every column a table can show, and the ones it shows unless told otherwise. FLOPs and memory
 # cost a counting mode during the forward, so they are measured only when asked for.
-COLUMNS = ("input", "output", "params", "trainable", "dims", "kernel", "dtype", "device",
-           "flops", "macs", "memory")
+COLUMNS = ("input", "output", "params", "share", "trainable", "dims", "kernel", "dtype",
+           "device", "flops", "macs", "memory")
 DEFAULT_COLUMNS = ("input", "output", "params", "dims")
 
 
@@ -67,7 +59,12 @@ class Row:
     exceeds the total. ``dims`` shows the named dims its annotation bound (``"batch=32 time=4"``).
     ``error`` is set on the failing call (``"ShapeError: ..."``, its first line) and
     ``diagnosis`` holds ``explain()``'s message for a torch error; ``returned`` is False for the
-    failing call and for the calls it was made from. ``kind`` is ``"layer"`` or ``"op"``.
+    failing call and for the calls it was made from. ``kind`` is ``"layer"`` or ``"op"`` (an op
+    row's ``name`` is the layer that called it);
+    ``trainable`` counts the parameters that require grad, ``flops`` what torch's FLOP counter
+    counted inside the call (children included; None unless asked for), ``output_bytes``,
+    ``dtypes`` and ``devices`` describe the output tensors, ``kernel`` is a convolution's
+    ``kernel_size`` or the shape of the layer's ``weight`` (when the kernel column is shown).
 
     >>> row = Row("layers[0]", "Embedding", ((32, 8),), ((32, 8, 24),), 648, "batch=32 time=8")
     >>> row.output_shape, row.failed
@@ -96,6 +93,7 @@ class Row:
     devices: tuple[str, ...] = ()
     kernel: tuple[int, ...] | None = None
     diagnosis: str | None = None
+    share: float = 0.0  # the fraction of the total parameters this row counts (not shared ones)
 
     @property
     def failed(self) -> bool:
@@ -139,7 +137,11 @@ class Trace:
     """What :func:`trace` saw: ``rows`` in call order, the ``error`` if the forward failed, and the
     model's ``output`` otherwise. ``str(trace)`` is a plain-text table; ``to_markdown()``,
     ``to_csv()``, ``to_json()`` and ``to_html()`` export it; rich renders it as a rich table and a
-    notebook as HTML; ``print()`` picks rich in a terminal.
+    notebook as HTML; ``print()`` picks rich in a terminal. ``total_params`` counts every
+    parameter once (tied ones too), ``trainable_params`` those that require grad; ``flops``
+    (None unless the flops or macs column was asked for), ``memory`` (a :class:`Memory`, with the
+    memory column), ``device`` (``"meta"`` for a meta trace) and ``explanation`` (what
+    ``shapekit.explain()`` says about a torch error) complete the footer.
 
     >>> import torch
     >>> t = trace(torch.nn.Linear(3, 2), torch.ones(4, 3))
@@ -298,17 +300,19 @@ def trace(
     elif dtypes is not None:
         raise TypeError("trace() got dtypes= without input_size=; "
                         "fix: trace(model, input_size=(32, 8), dtypes=[torch.long])")
-    recorder = Recorder(model, ops=ops)
-    params = _unique(p for node in recorder.nodes.values() for p in node.own)
-    params += _unique(p for p in _all_params(model) if id(p) not in {id(q) for q in params})
+    recorder = Recorder(model, ops=ops, dims="dims" in shown)
+    # Every parameter once: the layers' own, then any the model's parameters() adds.
+    params = _unique([*(p for node in recorder.nodes.values() for p in node.own),
+                      *_all_params(model)])
     measure_memory = "memory" in shown
     error = output = None
     with contextlib.ExitStack() as undo:
         try:
-            _restore_state_on_exit(recorder, params, undo)
-            _instrument(recorder, undo)
+            restore_state_on_exit(recorder, params, undo)
+            instrument(recorder, undo)
             if meta:
-                inputs, kwargs = _to_meta(recorder, inputs, kwargs, undo)
+                inputs, kwargs, copies = to_meta(recorder, inputs, kwargs, undo)
+                recorder.skip_saved(copies)  # the weights' meta copies are not activations
                 undo.enter_context(torch.device("meta"))  # tensors made inside forward, too
             if "flops" in shown or "macs" in shown:
                 from torch.utils.flop_counter import FlopCounterMode
@@ -325,11 +329,11 @@ def trace(
             output = model(*inputs, **kwargs)
         except Exception as err:
             error = err
-    rows = _rows(recorder, depth)
+    total = sum(p.numel() for p in params)
+    rows = _rows(recorder, depth, kernels="kernel" in shown, total=total)
     explanation = _explanation(error) if error is not None else None
     if explanation is not None:
         rows = [r if not r.failed else _with(r, diagnosis=str(explanation)) for r in rows]
-    total = sum(p.numel() for p in params)
     trainable = sum(p.numel() for p in params if p.requires_grad)
     return Trace(
         rows=rows, model=_type_name(model), total_params=total, error=error, output=output,
@@ -403,138 +407,7 @@ def _unpack(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def _restore_state_on_exit(recorder: Recorder, params: list[torch.Tensor],
-                           undo: contextlib.ExitStack) -> None:
-    """Put back what a forward changes: module buffers (BatchNorm running statistics, even a
-    buffer the forward replaced) and a plain layer's attributes (``self.out``, the lecture's
-    reassigned ``running_mean``)."""
-    is_param = {id(p) for p in params}
-    buffers, attributes = [], []
-    for node in recorder.nodes.values():
-        obj = node.obj
-        if isinstance(obj, torch.nn.Module):
-            buffers += [(obj, name, b, b.detach().clone())
-                        for name, b in obj._buffers.items() if b is not None]
-        elif isinstance(getattr(obj, "__dict__", None), dict):
-            state = dict(obj.__dict__)
-            values = {k: v.detach().clone() for k, v in state.items()
-                      if isinstance(v, torch.Tensor) and id(v) not in is_param}
-            attributes.append((obj, state, values))
-
-    @undo.callback
-    def restore() -> None:
-        with torch.no_grad():
-            for module, name, buffer, values in buffers:
-                module._buffers[name] = buffer
-                if buffer.shape == values.shape:
-                    buffer.copy_(values)
-            for obj, state, values in attributes:
-                obj.__dict__.clear()
-                obj.__dict__.update(state)
-                for key, value in values.items():
-                    if state[key].shape == value.shape:
-                        state[key].copy_(value)
-
-
-def _instrument(recorder: Recorder, undo: contextlib.ExitStack) -> None:
-    """Hooks on modules; a recording ``__call__`` on the classes of plain layers and scripts."""
-    plain = [node for node in recorder.nodes.values() if not node.hooked]
-    classes = list(dict.fromkeys(type(node.obj) for node in plain))
-    originals = {cls: cls.__call__ for cls in classes}  # all resolved before any is replaced
-    for cls in classes:
-        had, previous = "__call__" in cls.__dict__, cls.__dict__.get("__call__")
-        try:
-            cls.__call__ = _recording_call(originals[cls], recorder)
-        except (TypeError, AttributeError):  # a class that cannot be patched: no row for it
-            continue
-        undo.callback(setattr, cls, "__call__", previous) if had else undo.callback(
-            delattr, cls, "__call__")
-    for node in recorder.nodes.values():
-        if not node.hooked:
-            continue
-        module, function = node.obj, forward_function(node.obj)
-
-        def before(m: Any, args: tuple, kwargs: dict, function: Any = function) -> None:
-            recorder.before(m, args, kwargs, function)
-
-        def after(m: Any, args: tuple, kwargs: dict, result: Any, function: Any = function) -> None:
-            recorder.after(m, result, function)
-
-        undo.callback(module.register_forward_pre_hook(before, with_kwargs=True).remove)
-        # always_call: the hook also runs when forward raises, which is how the failing call is
-        # found (torch runs it inside its except block, so sys.exc_info() is the error).
-        undo.callback(module.register_forward_hook(after, with_kwargs=True,
-                                                   always_call=True).remove)
-
-
-def _recording_call(original: Callable[..., Any], recorder: Recorder) -> Callable[..., Any]:
-    @functools.wraps(original)
-    def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
-        node = recorder.nodes.get(id(self))
-        if node is None or node.obj is not self or node.hooked:
-            return original(self, *args, **kwargs)
-        recorder.before(self, args, kwargs, original)
-        try:
-            result = original(self, *args, **kwargs)
-        except BaseException:
-            recorder.after(self, None, original)
-            raise
-        recorder.after(self, result, original)
-        return result
-
-    return __call__
-
-
-def _to_meta(recorder: Recorder, inputs: tuple, kwargs: dict,
-             undo: contextlib.ExitStack) -> tuple[tuple, dict]:
-    """Swap every weight, buffer and input for a meta tensor of the same shape (tied weights stay
-    tied); the real ones are put back when the trace ends."""
-    made: dict[int, torch.Tensor] = {}
-
-    def meta(t: torch.Tensor) -> torch.Tensor:
-        if t.device.type == "meta":
-            return t
-        if id(t) not in made:
-            with torch.no_grad():
-                copy = t.to("meta")
-            if isinstance(t, torch.nn.Parameter):
-                copy = torch.nn.Parameter(copy, requires_grad=t.requires_grad)
-            elif t.requires_grad:
-                copy.requires_grad_(True)
-            made[id(t)] = copy
-        return made[id(t)]
-
-    for node in recorder.nodes.values():
-        obj = node.obj
-        if isinstance(obj, torch.jit.ScriptModule):
-            continue
-        if isinstance(obj, torch.nn.Module):
-            for table in (obj._parameters, obj._buffers):
-                for name, value in list(table.items()):
-                    if value is not None and value.device.type != "meta":
-                        table[name] = meta(value)
-                        undo.callback(table.__setitem__, name, value)
-        elif isinstance(getattr(obj, "__dict__", None), dict):  # restored with the attributes
-            for name, value in list(obj.__dict__.items()):
-                if isinstance(value, torch.Tensor):
-                    obj.__dict__[name] = meta(value)
-                elif isinstance(value, list) and value and all(
-                        isinstance(v, torch.Tensor) for v in value):
-                    obj.__dict__[name] = [meta(v) for v in value]
-
-    def convert(value: Any) -> Any:
-        if isinstance(value, torch.Tensor):
-            return meta(value)
-        if isinstance(value, (tuple, list)):
-            return type(value)(convert(v) for v in value)
-        if isinstance(value, dict):
-            return {k: convert(v) for k, v in value.items()}
-        return value
-
-    return convert(inputs), convert(kwargs)
-
-
-def _rows(recorder: Recorder, depth: int | None) -> list[Row]:
+def _rows(recorder: Recorder, depth: int | None, kernels: bool, total: int) -> list[Row]:
     """Rows from the recorded calls: calls below ``depth`` folded into the visible row above
     them, and every parameter counted on the first row that shows it."""
     own: dict[int, list[torch.Tensor]] = {}
@@ -558,13 +431,14 @@ def _rows(recorder: Recorder, depth: int | None) -> list[Row]:
         node = call.node
         path = node.path if node is not None else ""
         shared = [p for p in params if id(p) in counted]
+        count, shared_count = sum(p.numel() for p in params), sum(p.numel() for p in shared)
         error = failing.get(id(call))
         rows.append(Row(
             path=path,
             type=call.op if node is None else _type_name(node.obj),
             input_shapes=tuple(shape for _, shape, _ in call.inputs),
             output_shapes=tuple(shape for _, shape, _ in call.outputs),
-            params=sum(p.numel() for p in params),
+            params=count,
             dims=dims_text(call.memo),
             error=None if error is None else _error_line(error.error),
             name=node.name if node is not None else (call.parent.node.name
@@ -575,13 +449,14 @@ def _rows(recorder: Recorder, depth: int | None) -> list[Row]:
             returned=call.returned,
             kind="layer" if node is not None else "op",
             trainable=sum(p.numel() for p in params if p.requires_grad),
-            shared=sum(p.numel() for p in shared),
+            shared=shared_count,
             shared_with=counted[id(shared[0])] if shared else "",
             flops=call.flops,
             output_bytes=call.out_info[0],
             dtypes=call.out_info[1],
             devices=call.out_info[2],
-            kernel=_kernel(node.obj) if node is not None else None,
+            kernel=_kernel(node.obj) if kernels and node is not None else None,
+            share=(count - shared_count) / total if total else 0.0,
         ))
         for p in params:
             counted.setdefault(id(p), path or rows[-1].type)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 _SHOWN = 4  # entries shown per cell before "(+N more)"
 _ERROR_LINES = 8  # lines of the error message shown in the footer
-_RIGHT = frozenset({"params", "trainable", "flops", "macs", "memory"})  # numbers, right-aligned
+_RIGHT = frozenset({"params", "share", "trainable", "flops", "macs", "memory"})  # right-aligned
 _META_HINT = (
     "on the meta device tensors have shapes but no values, so a forward that reads values "
     "(.item(), if x.any(), printing a tensor) cannot run there; fix: trace a smaller config of "
@@ -107,6 +107,8 @@ def cell(row: Row, column: str) -> str:
         return output_text(row)
     if column == "params":
         return params_text(row)
+    if column == "share":
+        return f"{row.share:.1%}" if row.share else "-"
     if column == "trainable":
         return f"{row.trainable:,}" if row.trainable else "-"
     if column == "dims":
@@ -236,7 +238,8 @@ def csv_text(trace: Trace) -> str:
 
 def _raw(row: Row, column: str) -> Any:
     """A cell as a number where it is one (params, FLOPs, bytes); else its text."""
-    numbers = {"params": row.params, "trainable": row.trainable, "memory": row.output_bytes,
+    numbers = {"params": row.params, "share": round(row.share, 6),
+               "trainable": row.trainable, "memory": row.output_bytes,
                "flops": row.flops, "macs": None if row.flops is None else row.flops // 2}
     if column in numbers:
         value = numbers[column]

@@ -1,12 +1,12 @@
-"""What :func:`shapekit.trace` attaches to a model while its forward runs, and takes off afterwards.
+"""What :func:`shapekit.trace` records while a model's forward runs: the walk of its layers
+before the call, then every layer call with its shapes, FLOPs and saved activations.
 
-Two kinds of layers are seen. ``torch.nn.Module`` calls are seen through forward hooks. Objects
-written the way the lecture writes its layers (plain classes with ``__call__``, ``.parameters()``
-and, for containers, a ``.layers`` list) have no hooks, so their class's ``__call__`` is wrapped
-for the duration of the trace; the wrapper records only the instances being traced and calls the
-original for every other one. ``torch.jit.script`` modules refuse hooks and are wrapped the same
-way, as one row each. With ``ops=True`` a ``torch.overrides.TorchFunctionMode`` also records the
-torch functions a user's own forward calls (``view``, ``F.softmax``, ``@``, ...).
+Two kinds of layers are walked: ``torch.nn.Module``s (their children) and objects written the way
+the lecture writes its layers (plain classes with ``__call__``, ``.parameters()`` and, for
+containers, a ``.layers`` list; layer-valued attributes). A ``torch.jit.script`` module is one
+row with no children. How the calls reach the recorder is :mod:`shapekit._trace_state`'s part.
+With ``ops=True`` a ``torch.overrides.TorchFunctionMode`` also records the torch functions a
+user's own forward calls (``view``, ``F.softmax``, ``@``, ...).
 """
 
 from __future__ import annotations
@@ -122,13 +122,14 @@ def _plain_children(obj: Any) -> list[tuple[str, str, Any]]:
 class Recorder:
     """The walk of the model and the calls made while its forward runs."""
 
-    def __init__(self, model: Any, *, ops: bool) -> None:
+    def __init__(self, model: Any, *, ops: bool, dims: bool = True) -> None:
         self.nodes: dict[int, Node] = {}  # id(layer) -> its node, in walk order
         self._walk(model, "", "", 0)
         self.calls: list[Call] = []
         self.stack: list[Call] = []
         self.raised: list[BaseException] = []  # errors already attributed to the call that raised
         self.ops = ops
+        self.dims = dims  # bind the annotations' named dims (the dims column)
         self.busy = False  # our own hook code runs torch functions the op mode must not record
         self.flop_counter: Any = None
         self.saved_bytes = 0
@@ -167,7 +168,7 @@ class Recorder:
             for key, value in arguments.items():
                 _flatten(value, key, inputs, 0)
             inputs = [(k, s, None) for k, s, _ in inputs]  # holding tensors keeps activations alive
-            memo = _input_dims(function, obj, arguments)
+            memo = _input_dims(function, obj, arguments) if self.dims else None
             call = Call(node, "", len(self.stack), sys.exc_info()[1], inputs, memo,
                         arguments if memo is not None else None)
             self._start(call)
@@ -258,9 +259,11 @@ class Recorder:
         key = _storage_key(tensor)
         if key not in self._skip_keys and key not in self._saved_keys:
             self._saved_keys.add(key)
-            storage = tensor.untyped_storage() if tensor.device.type != "meta" else None
-            self.saved_bytes += (storage.nbytes() if storage is not None
-                                 else tensor.numel() * tensor.element_size())
+            if tensor.device.type == "meta":  # no storage: the size of the tensor it views
+                base = tensor._base if tensor._base is not None else tensor
+                self.saved_bytes += base.numel() * base.element_size()
+            else:
+                self.saved_bytes += tensor.untyped_storage().nbytes()
         return tensor
 
 
@@ -308,11 +311,30 @@ def _function_hints(function: Any) -> dict[str, Any]:
         return {}
 
 
+@functools.lru_cache(maxsize=512)
+def _positional(function: Any) -> tuple[str, ...] | None:
+    """The names of the leading plain positional parameters, when they are all there is besides
+    ones with defaults (the common ``forward(self, x)``): a call can be bound without inspect."""
+    signature = _signature(function)
+    if signature is None:
+        return None
+    plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    names = []
+    for parameter in signature.parameters.values():
+        if parameter.kind not in plain:
+            return None
+        names.append(parameter.name)
+    return tuple(names)
+
+
 def _bind(function: Any, obj: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
     """The call's arguments by parameter name (``x``, ``targets``), as the forward sees them."""
+    method = not isinstance(obj, torch.nn.Module) or function is not obj.forward
+    names = None if kwargs else _positional(function)
+    if names is not None and len(args) + method <= len(names):
+        return dict(zip(names[method:], args, strict=False))  # defaults left out, as bind does
     signature = _signature(function)
     bound = None
-    method = not isinstance(obj, torch.nn.Module) or function is not obj.forward
     if signature is not None:
         try:
             bound = signature.bind(*((obj, *args) if method else args), **kwargs)
@@ -406,10 +428,15 @@ def _match(hint: Any, value: Any, memo: _dims.Memo, name: str, context: dict) ->
     if not isinstance(value, torch.Tensor):
         return False
     try:
-        dims = _dims.parse(hint.dim_str)
+        dims = _parse(hint.dim_str)
     except ValueError:  # an annotation this parser does not know; show no dims rather than fail
         return False
     return _dims.match(dims, tuple(value.shape), memo, name, context) is None
+
+
+@functools.lru_cache(maxsize=512)
+def _parse(dim_str: str) -> tuple[_dims.Dim, ...]:
+    return _dims.parse(dim_str)
 
 
 def dims_text(memo: _dims.Memo | None) -> str:

@@ -239,7 +239,8 @@ class _SigintFlag:
     ``raised`` instead of stopping mid-step (main thread only); ``signum`` says which came.
 
     A second signal while the first is pending raises ``KeyboardInterrupt``: the user insists.
-    On exit the handlers found on entry are restored (``SIG_IGN`` under ``nohup`` included).
+    A signal ignored on entry (SIGINT under a `cmd &` in a script) stays ignored; on exit the
+    handlers found on entry are restored.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)

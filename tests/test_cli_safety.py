@@ -89,6 +89,10 @@ def planted(tmp_path_factory) -> tuple[Path, Path]:
         (folder / "__init__.py").write_text(code)
     (cwd / "lessons" / "01_indexing.py").write_text(code)  # a lesson of the installed name
     (cwd / "lessons" / "00_planted.py").write_text(code)
+    # the plant is live: anything that imports from the working directory trips it
+    subprocess.run([sys.executable, "-c", "import lessons.lecture_bug"], cwd=cwd, check=True)
+    assert "lessons.lecture_bug" in marker.read_text()
+    marker.unlink()
     return cwd, marker
 
 
@@ -104,24 +108,27 @@ def bug_run(tmp_path_factory, small) -> Path:
 
 def test_planted_code_never_runs(planted, bug_run, tmp_path):
     cwd, marker = planted
-    runs = [
-        ("sample", "--checkpoint", str(bug_run), "-n", "3", "--seed", "1"),
-        ("train", "--model", "hierarchical-bug", "--steps", "2", "--out", str(tmp_path / "a")),
-        ("train", "--resume", str(tmp_path / "a"), "--steps", "3"),
-        ("trace", "--model", "hierarchical-bug"),
-        ("lessons", "--list"),
+    sample = ("sample", "--checkpoint", str(bug_run), "-n", "3", "--seed", "1")
+    batches = [  # side by side where they are independent: each start is mostly importing torch
+        [(SHAPEKIT, sample),
+         (SHAPEKIT, ("train", "--model", "hierarchical-bug", "--steps", "2", "--out",
+                     str(tmp_path / "a"))),
+         (SHAPEKIT, ("trace", "--model", "hierarchical-bug")),
+         (SHAPEKIT, ("lessons", "--list")),
+         # `python -m` puts the working directory on sys.path; shapekit takes it off again
+         ([sys.executable, "-m", "shapekit"], sample)],
+        [(SHAPEKIT, ("train", "--resume", str(tmp_path / "a"), "--steps", "3"))],
     ]  # reproduce trains and resumes through the same code as train
-    for args in runs:
-        proc = cli(*args, cwd=cwd)
-        assert proc.returncode == 0, (args, proc.stderr)
-        assert not marker.exists(), (args, marker.read_text())
-        if args[0] == "lessons":  # the installed lessons, not ./lessons
-            assert "00_planted" not in proc.stdout and "01_indexing" in proc.stdout
-    # `python -m shapekit` puts the working directory on sys.path; shapekit takes it off again
-    proc = cli("sample", "--checkpoint", str(bug_run), "-n", "2", cwd=cwd,
-               command=[sys.executable, "-m", "shapekit"])
-    assert proc.returncode == 0, proc.stderr
-    assert not marker.exists(), marker.read_text()
+    for batch in batches:
+        procs = [(args, subprocess.Popen([*command, *args], stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True, env=env(), cwd=cwd))
+                 for command, args in batch]
+        for args, proc in procs:
+            out, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, (args, err)
+            if args[0] == "lessons":  # the installed lessons, not ./lessons
+                assert "00_planted" not in out and "01_indexing" in out
+        assert not marker.exists(), marker.read_text()
 
 
 def test_lessons_from_the_working_directory_need_dir(planted):
@@ -302,6 +309,11 @@ def test_resume_with_more_steps_extends_a_finished_run(tmp_path, capsys, small):
     assert metrics["finished"] and metrics["steps_done"] == 5 and metrics["device"] == "cpu"
     assert main(["train", "--resume", str(run), "--steps", "4"]) == 2
     assert "or pass more than 5 to extend the run" in capsys.readouterr().err
+    # an extension killed before it saved anything: config.json has 7 steps, metrics say 5, done
+    config["steps"], config["extended_from"] = 7, [3, 5]
+    (run / "config.json").write_text(json.dumps(config))
+    assert main(["train", "--resume", str(run)]) == 0
+    assert json.loads((run / "metrics.json").read_text())["steps_done"] == 7
 
 
 def test_a_zero_step_resume_reports_no_rate(tmp_path, capsys, small):
@@ -345,6 +357,7 @@ def test_bash_completion(tmp_path, capsys):
     assert "--resume" in complete("shapekit", "train", "--re")
     assert complete("shapekit", "train", "--model", "hier") == ["hierarchical-bug", "hierarchical"]
     assert complete("shapekit", "train", "--checks", "o") == ["once", "off"]
+    assert complete("shapekit", "train", "--device", "c") == ["cpu", "cuda"]
     (tmp_path / "runs").mkdir()
     assert complete("shapekit", "sample", "--checkpoint", "ru") == ["runs"]
     assert main(["completion", "zsh"]) == 0

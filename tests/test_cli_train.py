@@ -62,6 +62,20 @@ def test_train_writes_the_run_directory(run_dir):
     assert tensors["0.weight"].shape == (27, 24)
 
 
+def test_compiled_training_matches_the_eager_run(run_dir, tmp_path):
+    """--compile: the first step eager and checked, the rest one compiled graph; the losses
+    follow the eager run's (the same batches, rounded in another order)."""
+    out = tmp_path / "compiled"
+    proc = cli("train", "--steps", "200", "--compile", "--out", str(out), "--data",
+               str(names_path()))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "config.json").read_text())["compile"] is True
+    compiled = load_file(out / "model.safetensors")["_train.lossi"]
+    eager = load_file(run_dir / "model.safetensors")["_train.lossi"]
+    assert torch.equal(compiled[0], eager[0])  # the eager first step: bit for bit
+    torch.testing.assert_close(10**compiled, 10**eager, atol=1e-3, rtol=0)
+
+
 def test_sample_prints_names(run_dir):
     proc = cli("sample", "--checkpoint", str(run_dir), "-n", "5", "--seed", "1")
     assert proc.returncode == 0, proc.stderr
@@ -240,6 +254,8 @@ def test_reproduce_trains_skips_and_publishes(capsys, tmp_path):
     first = capsys.readouterr().out
     assert "| original: 3-char context, 200 hidden | 12,097 |" in first
     assert "| flat -> hierarchical (with the BatchNorm bug) | 22,397 |" in first
+    assert f"Regenerate: `shapekit reproduce --steps 30 --out {out}` (30 steps per row," in first
+    assert "fallback" not in first  # trained on names.txt: no note
     assert main(args) == 0
     second = capsys.readouterr().out
     assert "row 1 original: already finished" in second

@@ -171,3 +171,17 @@ def test_resolve_and_render():
     assert resolve(parse("{self.missing}")[0], memo, ARGS) == (None, "{self.missing}")
     assert resolve(parse("k+1")[0], memo, ARGS) == (None, "k+1")
     assert match(parse("{self.missing}"), (7,), memo, "x", ARGS) is None
+
+
+def test_named_sizes_and_dim_functions():
+    """``rows=3`` is the size 3 with a name; ``min``, ``max`` and ``abs`` work in expressions, as
+    in jaxtyping, and nothing else can be called."""
+    (rows,) = parse("rows=3")
+    assert (rows.kind, rows.name, rows.size) == ("fixed", "rows", 3)
+    memo = Memo()
+    assert match(parse("n rows=3"), (5, 4), memo, "x", {}) == Mismatch(
+        "size", "axis 1 is 4, expected 3 = rows", 1, "rows", 3, 4
+    )
+    assert resolve(parse("min(n,2)")[0], memo, {}) == (2, "2 = min(n,2)")
+    assert resolve(parse("max(n-9,0)")[0], memo, {}) == (0, "0 = max(n-9,0)")
+    assert resolve(parse("len(n)")[0], memo, {}) == (None, "len(n)")

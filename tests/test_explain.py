@@ -312,14 +312,14 @@ def fixed(err: ShapeError, prefix: str) -> str:
     """The code a fix names after ``prefix`` (up to the next ``;``, `` (`` or ``, or``)."""
     assert prefix in err.fix, (prefix, err.fix)
     rest = err.fix.split(prefix, 1)[1]
-    for stop in ("; ", " (", ", or ", ", shape "):
+    for stop in (", shape ", "; ", " (", ", or "):
         rest = rest.split(stop)[0]
     return rest.strip()
 
 
 def runs(code: str, **names) -> torch.Tensor:
     """Evaluate the fixed expression on the same values: it must run without an error."""
-    return eval(code, {"torch": torch, "F": F, **names})  # noqa: S307 (the fix text under test)
+    return eval(code, {"torch": torch, "F": F, **names})
 
 
 def test_dot_of_two_matrices_suggests_row_wise_products():
@@ -402,6 +402,16 @@ def test_rnn_given_batch_first_data_without_batch_first():
                        "(h0 keeps its (num_layers, batch, hidden_size) layout)")
     rnn_fixed = torch.nn.RNN(10, 20, batch_first=True)
     assert rnn_fixed(x, h0)[0].shape == (4, 7, 20)
+
+
+def test_rnn_given_one_sequence_without_its_batch_axis():
+    gru = torch.nn.GRU(10, 20, batch_first=True)
+    x, h0 = torch.randn(7, 10), torch.zeros(1, 1, 20)  # x lost its batch axis (Xtr[7])
+    err = explained(lambda: gru(x, h0))
+    assert err.expected.startswith("x: 3-D, with a batch axis")
+    assert err.got == "x: (7, 10) float32, h0: (1, 1, 20) float32"
+    out, _ = gru(runs(fixed(err, "add the batch axis: "), x=x), h0)
+    assert out.shape == (1, 7, 20)
 
 
 def test_gru_hidden_size_mismatch():
@@ -524,3 +534,15 @@ def test_the_compatible_classes_are_cached_named_and_picklable():
     err = cls(expected="a", got="b", fix="c")
     again = pickle.loads(pickle.dumps(err))
     assert type(again) is cls and str(again) == str(err)
+
+
+def test_under_detect_an_expression_operand_is_parenthesised_before_indexing():
+    from shapekit._detect import detect
+
+    x, w = torch.randn(4, 3), torch.randn(4)
+    with pytest.raises(ShapeError) as caught, detect():
+        w * 3 + x
+    err = caught.value
+    assert err.got == "w * 3: (4,) float32, x: (4, 3) float32"
+    assert "(w * 3)[:, None]" in err.fix
+    assert (runs(fixed(err, "add the axis back: "), w=w) + x).shape == (4, 3)

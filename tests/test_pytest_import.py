@@ -19,6 +19,8 @@ from shapekit._pytest_import import Instrumenter
 GEOMETRY = '''
 from __future__ import annotations  # string annotations must work too
 
+import functools
+
 import torch
 from jaxtyping import Float
 from torch import Tensor
@@ -58,6 +60,25 @@ class Model(torch.nn.Module):
     class Head:
         def __call__(self, x: Float[Tensor, "batch 3"]) -> Float[Tensor, "batch 3"]:
             return x
+
+
+class Cloud:
+    def __init__(self, points):
+        self._points = points
+
+    @property
+    def points(self) -> Float[Tensor, "batch 3"]:
+        """The points, as given."""
+        return self._points
+
+    @points.setter
+    def points(self, value: Float[Tensor, "batch 3"]) -> None:
+        self._points = value
+
+    @functools.cached_property
+    def centred(self) -> Float[Tensor, "batch 3"]:
+        """The points minus their mean, computed once."""
+        return self._points - self._points.mean(0)
 '''
 
 
@@ -112,7 +133,26 @@ def test_import_hook_wraps_annotated_functions_and_methods(instrumenter):
     assert shapes.alias is shapes.centre
     assert sys.modules["geom"].centre is shapes.centre  # the package re-export is the wrapper
     assert shapes.untyped(WRONG) is WRONG and list(shapes.rows(WRONG))
-    assert instrumenter.count == 6  # centre (and its alias), norms, forward, scale, build, __call__
+    # centre (and its alias), norms, forward, scale, build, __call__, and Cloud's property getter,
+    # setter and cached_property
+    assert instrumenter.count == 9
+
+
+def test_property_and_cached_property_values_are_checked(instrumenter):
+    instrumenter.start()
+    shapes = importlib.import_module("geom.shapes")
+    good = shapes.Cloud(torch.ones(4, 3))
+    assert good.points.shape == good.centred.shape == (4, 3)
+    assert good.centred is good.centred  # still cached
+    assert shapes.Cloud.points.__doc__ == "The points, as given."
+    assert shapes.Cloud.centred.__doc__ == "The points minus their mean, computed once."
+    for name in ("points", "centred"):
+        with pytest.raises(ShapeError, match=(
+            rf"^{name}\(\) expected the output: \(batch, 3\), got \(4, 2\)"
+        )):
+            getattr(shapes.Cloud(WRONG), name)
+    with pytest.raises(ShapeError, match=r"^points\(\) expected value: \(batch, 3\), got \(4, 2\)"):
+        good.points = WRONG
 
 
 def test_message_is_shapekits(instrumenter):

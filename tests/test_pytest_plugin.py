@@ -163,9 +163,12 @@ def test_the_correct_package_passes_with_the_options(pytester):
 
 def test_packages_are_checked_even_when_checks_are_off(pytester):
     write(pytester, BUGGY)
-    with shapekit.checks("off"):  # as SHAPEKIT_CHECKS=off would set it
+    previous = shapekit.set_checks("off")  # the process-wide mode, as SHAPEKIT_CHECKS=off sets it
+    try:
         result = run(pytester, "--shapekit-packages=mypkg", "-k", "centre")
         assert shapekit.get_checks() == "off"  # put back when the session ended
+    finally:
+        shapekit.set_checks(previous)
     result.assert_outcomes(failed=1, deselected=1)
 
 

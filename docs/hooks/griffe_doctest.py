@@ -38,7 +38,8 @@ def _public() -> dict[str, str]:
 
 def render_roles(text: str, public: dict[str, str]) -> str:
     """``:func:`~shapekit.trace``` -> ``[`trace`][shapekit.trace]`` for a public name, else
-    `` `shapekit._x.y` `` as code; a line's closing `` ::`` (a Sphinx literal block) -> ``:``."""
+    `` `shapekit._x.y` `` as code; a line's closing ``::`` (a Sphinx literal block) -> ``:``, and
+    a closing `` ::`` is dropped, as Sphinx does."""
 
     def role(match: re.Match) -> str:
         target = match.group(1).strip()
@@ -56,7 +57,8 @@ def render_roles(text: str, public: dict[str, str]) -> str:
         return f"`{shown.lstrip('~')}`"
 
     text = _ROLE.sub(role, text)
-    return re.sub(r"(\S) ?::$", r"\1:", text, flags=re.M)
+    text = re.sub(r"[ \t]+::$", "", text, flags=re.M)  # "text. ::" reads "text." (Sphinx)
+    return re.sub(r"(\S)::$", r"\1:", text, flags=re.M)  # "text::" reads "text:"
 
 
 def public_imports(text: str, public: dict[str, str]) -> str:

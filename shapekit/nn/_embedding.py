@@ -10,6 +10,7 @@ from .. import _torch_compat as _compat
 from .._errors import ShapeError
 from .._modes import current_mode
 from .._shaped import Failure, shape_text, shaped
+from ._guards import index_guard
 
 
 class Embedding(torch.nn.Module):
@@ -58,7 +59,7 @@ class Embedding(torch.nn.Module):
         torch.compile, a guard in the graph looks at the real indices at run time."""
         negatives_ok = current_mode() == "off"
         if _compat.is_compiling():
-            return _compat.index_guard(idx, self.num_embeddings, negatives_ok)
+            return index_guard(idx, self.num_embeddings, negatives_ok)
         if not negatives_ok and idx.numel() and _compat.values_visible(idx):
             lo, hi = torch.aminmax(idx)
             if lo < 0 or hi >= self.num_embeddings:

@@ -47,3 +47,27 @@ def dtype_error(
         fix=f"convert the input with {name}{cast.get(want, f'.to({want})')}, "
         f"or the model with model.to({x.dtype})",
     )
+
+
+@torch.library.custom_op("shapekit::index_guard", mutates_args=())
+def index_guard(idx: torch.Tensor, size: int, negatives_ok: bool) -> torch.Tensor:
+    """``idx`` (a copy) if every index is in ``[0, size)`` (``[-size, size)`` with
+    ``negatives_ok``), else the Embedding's :class:`ShapeError`. An operator of its own so that
+    ``torch.compile`` keeps it in the graph (``fullgraph=True`` works) and runs it on the real
+    indices at every call, where Python code would graph-break or run only while tracing.
+
+    >>> index_guard(torch.tensor([0, 26]), 27, False)
+    tensor([ 0, 26])
+    """
+    if idx.numel():
+        lo, hi = torch.aminmax(idx)
+        if hi >= size or lo < (-size if negatives_ok else 0):
+            from ._embedding import out_of_range
+
+            raise out_of_range(idx, size)
+    return idx.clone()  # an operator's output may not alias its input
+
+
+@index_guard.register_fake
+def _(idx: torch.Tensor, size: int, negatives_ok: bool) -> torch.Tensor:
+    return torch.empty_like(idx)  # while tracing: the values are not known yet
