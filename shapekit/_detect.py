@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from . import _detectors
+from . import _torch_compat as _compat
 from ._detectors import CHECKS
 from ._errors import PitfallWarning, ShapeError, shape_error_like
 from ._explain import explain_error
@@ -201,7 +202,7 @@ def _names(node: ast.expr | None, frame: FrameType, *, method: bool,
 
 def _called(func: ast.expr, frame: FrameType) -> Any:
     try:
-        with torch._C.DisableTorchFunction():
+        with _compat.no_torch_function():
             return evaluate(func, frame.f_locals, frame.f_globals)
     except Exception:
         return MISSING
@@ -210,10 +211,7 @@ def _called(func: ast.expr, frame: FrameType) -> Any:
 # Tensor attribute reads and writes (``x.shape``, ``p.grad = None``): most of the torch calls a
 # training step makes; no rule looks at them, so they leave the mode first.
 _DATA_SET = torch.Tensor.data.__set__  # p.data = ...: the one a rule looks at
-_ATTRIBUTES = frozenset(
-    method for d in vars(torch._C.TensorBase).values() if type(d).__name__ == "getset_descriptor"
-    for method in (d.__get__, d.__set__)
-) - {_DATA_SET}
+_ATTRIBUTES = _compat.tensor_attribute_accessors() - {_DATA_SET}
 
 
 class _Mode(TorchFunctionMode):
@@ -510,7 +508,7 @@ def _nan_error(exc: BaseException, source: ShapeError) -> ShapeError | None:
     if call is None or not isinstance(exc, RuntimeError | ValueError):
         return None
     _, args, kwargs = call
-    with torch._C.DisableTorchFunction():
+    with _compat.no_torch_function():
         bad = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)
                and a.is_floating_point() and not bool(torch.isfinite(a).all())]
     if not bad:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import _torch_compat as _compat
 from ._frames import assigned_attribute, expression
 from ._operands import MISSING, evaluate
 from ._pitfalls import reorder_fix, strip_leading_ones
@@ -377,7 +378,7 @@ def _variance(state: Reporter, func: Any, args: tuple, kwargs: dict, out: Any) -
 
 def _safe(node: ast.expr, frame: FrameType) -> Any:
     try:
-        with torch._C.DisableTorchFunction():
+        with _compat.no_torch_function():
             return evaluate(node, frame.f_locals, frame.f_globals)
     except Exception:
         return MISSING
@@ -507,9 +508,10 @@ def _mask_like(m: Tensor) -> bool:
 
 
 def _positional(m: Tensor) -> bool:
-    """A (T, T) mask by position: causal (triangular) or banded (constant diagonals)."""
+    """A (T, T) mask by position: causal (triangular), banded (constant diagonals) or symmetric
+    (packed sequences: block-diagonal). A padding mask with rows that differ is none of these."""
     return (torch.equal(m, m.tril()) or torch.equal(m, m.triu())
-            or torch.equal(m[1:, 1:], m[:-1, :-1]))
+            or torch.equal(m[1:, 1:], m[:-1, :-1]) or torch.equal(m, m.T))
 
 
 def _mask_batch(state: Reporter, func: Any, args: tuple, kwargs: dict, out: Any) -> None:

@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from . import _torch_compat as _compat
 from ._frames import expression, is_user_file, location, op_text, where
 
 __all__ = ["Operand", "Site", "evaluate", "from_compiled", "locate"]
@@ -293,7 +294,7 @@ def _try_evaluate(node: ast.expr, frame: types.FrameType | None) -> Any:
     if frame is None:
         return MISSING
     try:
-        with torch._C.DisableTorchFunction():  # no detectors on shapekit's own look-ups
+        with _compat.no_torch_function():  # no detectors on shapekit's own look-ups
             return evaluate(node, frame.f_locals, frame.f_globals)
     except Exception:
         return MISSING

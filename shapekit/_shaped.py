@@ -145,6 +145,17 @@ def _shaped_function(fn: Callable[..., Any], owner: str = "") -> Callable[..., A
                     entry[2].add(okey)
         return out
 
+    def check_output(args: tuple, kwargs: dict, out: Any, entry: list) -> None:
+        """The output of a trusted call checked on its own, with the bindings of its signature."""
+        _compat.enter_bindings(entry[1], checker.arguments(args, kwargs))
+        try:
+            checker.check_output(args, kwargs, out)
+        finally:
+            _compat.exit_bindings()
+        okey = checker.output_key(out, None)
+        if okey is not None:
+            entry[2].add(okey)
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if getattr(wrapper, "__no_type_check__", False):
@@ -158,9 +169,19 @@ def _shaped_function(fn: Callable[..., Any], owner: str = "") -> Callable[..., A
             mode = current_mode()  # dynamo guards on it: a graph runs only in its own mode
             if mode == "off":
                 return fn(*args, **kwargs)
-            if mode == "once" and checker.ready and memory.trusts(checker.key(args, kwargs, [])):
-                return fn(*args, **kwargs)
-            return _compat.run_outside_graph(checked_call)(args, kwargs, mode)
+            entry = None
+            if mode == "once" and checker.ready:
+                entry = memory.entry(checker.key(args, kwargs, []))
+            if entry is None:
+                return _compat.run_outside_graph(checked_call)(args, kwargs, mode)
+            out = fn(*args, **kwargs)
+            # The output is keyed as in eager mode; a new one (the graph of another
+            # `self.training`, say) is checked outside the graph, on the real output.
+            if checker.returns and not (
+                type(out) is torch.Tensor and (out.shape, out.dtype, None) in entry[2]
+            ):
+                _compat.run_outside_graph(check_output)(args, kwargs, out, entry)
+            return out
         mode = current_mode()
         if mode == "off":
             return fn(*args, **kwargs)
@@ -644,7 +665,7 @@ def _explain(
 def _culprit(out: Any, hint: Any) -> Any:
     """The innermost value beartype rejects in ``out`` (a tensor inside a returned tuple), or
     ``out`` itself."""
-    if _array_hint(hint, out) is not None:
+    if _array_hint(hint, out) is not None or not typing.get_args(hint):
         return out
     from beartype.door import die_if_unbearable
     from beartype.roar import BeartypeDoorHintViolation
@@ -653,7 +674,7 @@ def _culprit(out: Any, hint: Any) -> Any:
         die_if_unbearable(out, hint)
     except BeartypeDoorHintViolation as violation:
         culprits = getattr(violation, "culprits", ())
-        return culprits[-1] if culprits else out
+        return culprits[-1] if culprits and _array_like(culprits[-1]) else out
     return out
 
 

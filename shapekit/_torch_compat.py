@@ -27,7 +27,10 @@ __all__ = [
     "enter_bindings",
     "exit_bindings",
     "is_compiling",
+    "no_torch_function",
     "run_outside_graph",
+    "storage_owner",
+    "tensor_attribute_accessors",
     "values_visible",
 ]
 
@@ -201,3 +204,42 @@ def exit_bindings() -> tuple:
     """Close the memo :func:`enter_bindings` opened; returns it as the call left it
     ``(single, variadic, pytree, arguments)``."""
     return _local().memo_stack.pop()
+
+
+def no_torch_function() -> Any:
+    """A ``with`` block in which torch calls skip every ``TorchFunctionMode`` (shapekit's own
+    look-ups inside ``detect()`` and ``trace(ops=True)``, which must not be watched).
+
+    Private: ``torch._C.DisableTorchFunction``, torch 2.0 - 2.13.
+
+    >>> with no_torch_function():
+    ...     torch.ones(2).shape
+    torch.Size([2])
+    """
+    return torch._C.DisableTorchFunction()
+
+
+def tensor_attribute_accessors() -> frozenset:
+    """The C-level getters and setters of tensor attributes (``x.shape``, ``p.grad = None``),
+    as ``__torch_function__`` sees them. Private: ``torch._C.TensorBase``, torch 2.0 - 2.13.
+
+    >>> torch.Tensor.grad.__get__ in tensor_attribute_accessors()
+    True
+    """
+    return frozenset(
+        accessor
+        for d in vars(torch._C.TensorBase).values()
+        if type(d).__name__ == "getset_descriptor"
+        for accessor in (d.__get__, d.__set__)
+    )
+
+
+def storage_owner(t: torch.Tensor) -> torch.Tensor:
+    """The tensor that owns ``t``'s memory: ``t`` itself, or the tensor it is a view of (so a
+    view is counted once). Private: ``Tensor._base``, torch 1.x - 2.13.
+
+    >>> x = torch.zeros(4, 3)
+    >>> storage_owner(x.view(12)) is x, storage_owner(x) is x
+    (True, True)
+    """
+    return t._base if t._base is not None else t

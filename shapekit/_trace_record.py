@@ -23,6 +23,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from . import _dims
+from . import _torch_compat as _compat
 from ._shaped import _array_hint, _hints
 from .nn import Sequential
 
@@ -260,7 +261,7 @@ class Recorder:
         if key not in self._skip_keys and key not in self._saved_keys:
             self._saved_keys.add(key)
             if tensor.device.type == "meta":  # no storage: the size of the tensor it views
-                base = tensor._base if tensor._base is not None else tensor
+                base = _compat.storage_owner(tensor)
                 self.saved_bytes += base.numel() * base.element_size()
             else:
                 self.saved_bytes += tensor.untyped_storage().nbytes()
@@ -286,7 +287,7 @@ def _library_layer(obj: Any) -> bool:
 
 def _storage_key(tensor: torch.Tensor) -> Any:
     if tensor.device.type == "meta":  # every meta tensor has data_ptr 0
-        base = tensor._base if tensor._base is not None else tensor
+        base = _compat.storage_owner(tensor)
         return ("meta", id(base))
     return (tensor.device.type, tensor.untyped_storage().data_ptr())
 

@@ -836,6 +836,8 @@ class TestMaskBatchQuery:
             torch.where(band, att, float("-inf"))
             att.masked_fill(mask[:, None, None, :] == 0, float("-inf"))
             att + torch.zeros(T, T)  # a constant: lines up the same either way
+            doc = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2])  # packed sequences: block-diagonal
+            att.masked_fill(doc[:, None] != doc[None, :], float("-inf"))
             att.masked_fill(torch.ones(T, T, dtype=torch.bool), 0.0)
 
         silent(correct)

@@ -16,6 +16,7 @@ import re
 import typing
 from collections.abc import Iterator
 
+import jaxtyping
 import pytest
 import torch
 from jaxtyping import Float, Int
@@ -282,3 +283,99 @@ def test_star_args_kwargs_keyword_only_and_defaults():
     assert first_line(lambda: keyword_only(torch.ones(2), y=torch.ones(3))) == (
         "keyword_only() expected y: (2 = n), got (3,)"
     )
+
+
+class _GlobalThing:
+    pass
+
+
+def test_unannotated_varargs_kwargs_and_defaults():
+    @shaped
+    def anything(*args, **kwargs):
+        return len(args) + len(kwargs)
+
+    @shaped
+    def with_default(x: int, y=1):
+        return x + y
+
+    for _ in range(2):
+        assert anything(1, 2, a=3) == 3
+        assert with_default(1) == 2
+    assert first_line(lambda: with_default("1")) == "with_default() expected x: int, got str"
+
+
+def test_unpassed_defaults_are_not_checked():
+    @shaped
+    def maybe(x: Float[Tensor, " n"] = None) -> None:  # a None default, as jaxtyping allows
+        pass
+
+    maybe()
+    maybe(torch.ones(2))
+    assert first_line(lambda: maybe(torch.ones(2, 2))) == (
+        "maybe() expected x: (n), got (2, 2): 2 axes, expected 1"
+    )
+
+
+def test_string_annotations_global_and_local():
+    @shaped
+    def keep(x: _GlobalThing) -> _GlobalThing:
+        return x
+
+    @shaped
+    def bad_return(x: int) -> _GlobalThing:
+        return x
+
+    thing = _GlobalThing()
+    assert keep(thing) is thing
+    assert first_line(lambda: keep(1)) == "keep() expected x: _GlobalThing, got int"
+    assert first_line(lambda: bad_return(1)) == (
+        "bad_return() expected the output: _GlobalThing, got int"
+    )
+
+    class LocalThing:
+        pass
+
+    @shaped
+    def local(x: LocalThing, y: Float[Tensor, " n"]) -> LocalThing:
+        return x
+
+    # Under `from __future__ import annotations` a local class cannot be resolved at run time:
+    # no spurious error for it, and the annotations that resolve are still checked.
+    local(LocalThing(), torch.ones(2))
+    assert first_line(lambda: local(LocalThing(), torch.ones(2, 2))) == (
+        "local() expected y: (n), got (2, 2): 2 axes, expected 1"
+    )
+
+
+def test_nested_generator_calls_get_their_own_bindings():
+    @shaped
+    def gen(a: Float[Tensor, "*shape"]) -> Iterator[Float[Tensor, "*shape"]]:
+        yield a
+
+    @shaped
+    def twice() -> None:
+        next(gen(torch.zeros(2)))
+        next(gen(torch.zeros(3, 4)))  # another call, another *shape
+
+    twice()
+    twice()
+
+
+def test_print_bindings_in_the_body(capfd):
+    @shaped
+    def show(x: Float[Tensor, "foo bar"]) -> None:
+        jaxtyping.print_bindings()
+
+    for _ in range(2):  # the second call is a "once" hit: the same text
+        capfd.readouterr()
+        show(torch.zeros(3, 4))
+        text, _ = capfd.readouterr()
+        assert text == (
+            "The current values for each jaxtyping axis annotation are as follows.\nfoo=3\nbar=4\n"
+        )
+
+
+def test_identity_and_metadata():
+    assert Layer.method is Layer.method
+    assert Layer.method.__name__ == "method" and Layer.method.__wrapped__.__name__ == "method"
+    assert Batch.__init__.__wrapped__.__qualname__ == "Batch.__init__"

@@ -245,6 +245,8 @@ CALLS = st.lists(
         st.tuples(st.just("pairwise"), st.integers(1, 3), st.integers(1, 3)),
         st.tuples(st.just("array"), st.integers(1, 3), st.integers(1, 3)),
         st.tuples(st.just("param"), st.booleans(), st.integers(1, 3)),
+        st.tuples(st.just("dict"), st.integers(1, 2), st.integers(1, 3)),  # d["a"] replaced
+        st.tuples(st.just("deque"), st.integers(1, 2), st.integers(3, 4)),  # q[0] replaced
     ),
     min_size=1,
     max_size=25,
@@ -260,6 +262,8 @@ def pairwise(x: Float[Tensor, "n d"], y: Float[Tensor, "m d"]) -> Float[Tensor, 
 @given(calls=CALLS)
 def test_once_agrees_with_always(calls):
     width, shrinks, array = Width(2), Shrinks(), np.ones((3, 2), dtype=np.float32)
+    # One item each: beartype checks one item of a container, so "always" is deterministic here.
+    batch, queue = {"a": torch.ones(2)}, collections.deque([torch.ones(3)])
     for op, a, b in calls:
         if op == "set_width":
             width.width = a
@@ -271,6 +275,12 @@ def test_once_agrees_with_always(calls):
             if a * b == array.size:
                 array.shape = (a, b)  # in place: the same object, another shape
             fn, args = rows, (array,)
+        elif op == "dict":
+            batch["a"] = torch.ones(a, b) if a == 2 else torch.ones(b)  # the same dict, mutated
+            fn, args = batch_of, (batch,)
+        elif op == "deque":
+            queue[0] = torch.ones(b) if a == 1 else torch.ones(b, dtype=torch.long)
+            fn, args = first_of, (queue,)
         elif op == "width":
             fn, args = width, (torch.ones(2, a),)
         elif op == "shrink":

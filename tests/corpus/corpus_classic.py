@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 # --- the zero-to-hero lectures: plain Python classes, the fixed BatchNorm --------------------
 
 
@@ -404,7 +403,8 @@ def pytorch_dcgan():
     torch.manual_seed(0)
     nz, ngf, ndf = 8, 4, 4
     netG = nn.Sequential(
-        nn.ConvTranspose2d(nz, ngf * 2, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
+        nn.ConvTranspose2d(nz, ngf * 2, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 2),
+        nn.ReLU(True),
         nn.ConvTranspose2d(ngf * 2, 3, 4, 2, 1, bias=False), nn.Tanh())
     netD = nn.Sequential(
         nn.Conv2d(3, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),

@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
 
-
 # --- nanoGPT -----------------------------------------------------------------------------------
 
 
@@ -92,7 +91,7 @@ class GPT(nn.Module):
             torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     def forward(self, idx, targets=None):
-        b, t = idx.size()
+        _, t = idx.size()
         pos = torch.arange(0, t, dtype=torch.long)  # shape (t)
         x = self.transformer.wte(idx) + self.transformer.wpe(pos)
         for block in self.transformer.h:
@@ -153,7 +152,7 @@ class BertSelfAttention(nn.Module):
         self.dense = nn.Linear(hidden, hidden)
 
     def transpose_for_scores(self, x):
-        new_x_shape = x.size()[:-1] + (self.heads, self.head_size)
+        new_x_shape = (*x.size()[:-1], self.heads, self.head_size)
         return x.view(new_x_shape).permute(0, 2, 1, 3)
 
     def forward(self, hidden_states, attention_mask):
@@ -164,7 +163,7 @@ class BertSelfAttention(nn.Module):
         scores = scores + attention_mask  # (B, 1, 1, T), precomputed
         probs = nn.functional.softmax(scores, dim=-1)
         context = torch.matmul(probs, v).permute(0, 2, 1, 3).contiguous()
-        context = context.view(context.size()[:-2] + (self.heads * self.head_size,))
+        context = context.view((*context.size()[:-2], self.heads * self.head_size))
         return self.dense(context)
 
 
@@ -315,7 +314,7 @@ def x_transformers():
     rearrange(out, "b h n d -> b n (h d)").sum().backward()
     # a tied output head: logits against the embedding table (stored (vocab, dim))
     emb_table = nn.Embedding(D, D)
-    (x @ emb_table.weight.t()).shape
+    assert (x @ emb_table.weight.t()).shape == (B, T, D)
     F.linear(x, proj.weight)
 
 
