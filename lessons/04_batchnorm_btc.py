@@ -125,15 +125,14 @@ assert not torch.allclose(bug_first, out, atol=1e-3)
 #
 # - it takes the statistics over `tuple(range(x.ndim - 1))`: every axis but the channels, so
 #   `(0,)` for `(B, C)` and `(0, 1)` for `(B, T, C)`, and the result is always `(C,)`;
-# - it writes the lecture's update into the buffers in place,
-#   `running_mean.copy_((1 - m) * running_mean + m * xmean)`, and an in-place write cannot
-#   change a tensor's shape: torch raises rather than broadcast into it.
+# - it does the lecture's update in place, `running_mean.mul_(1 - m).add_(m * xmean)`, and an
+#   in-place update cannot change a tensor's shape: torch raises rather than broadcast into it.
 
 # %%
 try:
     m = bn.momentum
     xmean = x.mean(0, keepdim=True)  # (1, T, C): the buggy statistic
-    bn.running_mean.clone().copy_((1 - m) * bn.running_mean + m * xmean)
+    bn.running_mean.clone().mul_(1 - m).add_(m * xmean)
     raise AssertionError("an in-place add of (1, T, C) into (C,) should fail")
 except RuntimeError as err:
     print("in-place update with a (1, T, C) statistic:", err)

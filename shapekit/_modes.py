@@ -12,8 +12,8 @@
   plain ``name.attribute`` path. On a hit the body still runs with the dims the arguments bound,
   so ``isinstance(x, Float[Tensor, "batch"])``, nested ``@jaxtyped`` helpers and
   ``jaxtyping.print_bindings()`` inside it behave as in a full check. A training loop that feeds
-  the same shapes every step pays for one check. Under ``torch.compile`` a trusted signature's
-  output is not re-keyed: the graph dynamo guards is the one whose output was checked.
+  the same shapes every step pays for one check. Under ``torch.compile`` the same holds: a
+  trusted signature runs in the graph, and a new output is checked outside it.
 - ``"always"``: every call is checked by beartype + jaxtyping.
 - ``"off"``: no annotation checks, and Embedding no longer looks for negative indices (which, as
   in plain torch, then wrap around to the last rows). The guards that stop a crash deep inside

@@ -1,8 +1,16 @@
 """``@shaped``: jaxtyping annotations checked by beartype, with shapekit's messages and check modes.
 
-beartype + jaxtyping do the checking. When a check fails, the arguments are walked once more with
-:mod:`shapekit._dims` to find the failing argument and axis, and one :class:`ShapeError` is built:
-expected vs got, the sizes bound so far and where from, and a fix.
+beartype + jaxtyping do the checking, as ``jaxtyped(typechecker=beartype)`` does: a jaxtyping memo
+is opened for the call, each passed argument is checked once (``beartype.door.is_bearable``, which
+lets jaxtyping bind the dims), the body runs inside the memo, then the output is checked. When a
+check fails, the arguments are walked once more with :mod:`shapekit._dims` to find the failing
+argument, element and axis, and one :class:`ShapeError` is built: expected vs got, the sizes bound
+so far and where from, and a fix. A check that fails inside the body is left as it is, with its
+own line.
+
+In mode ``"once"`` each passed signature is remembered with the dims it bound (see
+:mod:`shapekit._modes` for what the signature holds); a trusted call reopens the memo with those
+dims around the body and keys the output.
 """
 
 from __future__ import annotations
@@ -109,6 +117,7 @@ def _shaped_class(cls: type) -> type:
 def _shaped_function(fn: Callable[..., Any], owner: str = "") -> Callable[..., Any]:
     checker = _Checker(fn, owner)
     memory = _OnceMemory()
+    trusted = memory.keys  # cleared in place, never replaced
 
     def checked_call(args: tuple, kwargs: dict, mode: str) -> Any:
         """The call with a full check of its arguments and return value (beartype + jaxtyping)."""
@@ -141,8 +150,8 @@ def _shaped_function(fn: Callable[..., Any], owner: str = "") -> Callable[..., A
                     checker.check_output(args, kwargs, out)
                 finally:
                     _compat.exit_bindings()
-                if okey is not None:
-                    entry[2].add(okey)
+                if okey is not None and len(entry[2]) < _CONTAINER_LIMIT:
+                    entry[2].add(okey)  # bounded: a value-dependent output shape is rechecked
         return out
 
     def check_output(args: tuple, kwargs: dict, out: Any, entry: list) -> None:
@@ -153,7 +162,7 @@ def _shaped_function(fn: Callable[..., Any], owner: str = "") -> Callable[..., A
         finally:
             _compat.exit_bindings()
         okey = checker.output_key(out, None)
-        if okey is not None:
+        if okey is not None and len(entry[2]) < _CONTAINER_LIMIT:
             entry[2].add(okey)
 
     @functools.wraps(fn)
@@ -177,17 +186,15 @@ def _shaped_function(fn: Callable[..., Any], owner: str = "") -> Callable[..., A
             out = fn(*args, **kwargs)
             # The output is keyed as in eager mode; a new one (the graph of another
             # `self.training`, say) is checked outside the graph, on the real output.
-            if checker.returns and not (
-                type(out) is torch.Tensor and (out.shape, out.dtype, None) in entry[2]
-            ):
+            if checker.returns and checker.output_key(out, None) not in entry[2]:
                 _compat.run_outside_graph(check_output)(args, kwargs, out, entry)
             return out
         mode = current_mode()
         if mode == "off":
             return fn(*args, **kwargs)
         if mode == "once" and checker.ready:
-            entry = memory.entry(checker.key(args, kwargs, []))
-            if entry is not None:
+            entry = trusted.get(checker.key(args, kwargs, []))  # memory.entry(), inlined
+            if entry is not None and entry[0] == _State.generation:
                 return hit(args, kwargs, entry)
         return checked_call(args, kwargs, mode)
 
@@ -513,11 +520,8 @@ class _OnceMemory:
         self.keys: dict[tuple, list] = {}
         self._refs: dict[tuple, list[weakref.ref]] = {}
 
-    def trusts(self, key: tuple | None) -> bool:
-        entry = self.keys.get(key) if key is not None else None
-        return entry is not None and entry[0] == _State.generation
-
     def entry(self, key: tuple | None) -> list | None:
+        """The entry a full check left for ``key`` in this generation, or None."""
         entry = self.keys.get(key) if key is not None else None
         if entry is None or entry[0] != _State.generation:
             return None

@@ -27,6 +27,7 @@ __all__ = [
     "enter_bindings",
     "exit_bindings",
     "is_compiling",
+    "is_vmapped",
     "no_torch_function",
     "run_outside_graph",
     "storage_owner",
@@ -243,3 +244,14 @@ def storage_owner(t: torch.Tensor) -> torch.Tensor:
     (True, True)
     """
     return t._base if t._base is not None else t
+
+
+def is_vmapped(t: torch.Tensor) -> bool:
+    """Whether ``t`` carries an axis that ``torch.func.vmap`` maps over. Private:
+    ``torch._C._functorch.is_batchedtensor``, torch 2.0 - 2.13.
+
+    >>> is_vmapped(torch.zeros(3))
+    False
+    """
+    functorch = getattr(torch._C, "_functorch", None)
+    return bool(functorch is not None and functorch.is_batchedtensor(t))

@@ -295,3 +295,17 @@ def test_once_agrees_with_always(calls):
         with shapekit.checks("once"):
             once = verdict(fn, *args)
         assert re.sub(r"0x[0-9a-f]+", "", once) == re.sub(r"0x[0-9a-f]+", "", always), (op, a, b)
+
+
+def test_output_that_depends_on_training_under_torch_compile():
+    """The compiled graph of eval mode returns another shape: checked outside the graph."""
+    layer = Shrinks()
+    compiled = torch.compile(layer, backend="eager")
+    x = torch.ones(3)
+    with shapekit.checks("once"):
+        assert compiled(x).shape == compiled(x).shape == (3,)
+        layer.eval()
+        with pytest.raises(shapekit.ShapeError, match=re.escape(
+            "Shrinks expected the output: (3 = b), got (1,)"
+        )):
+            compiled(x)

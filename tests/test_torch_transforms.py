@@ -263,7 +263,7 @@ def test_grad_in_training_equals_autograd(mode):
 def test_export_eval_model(mode):
     model = lecture_model().eval()
     with shapekit.checks(mode):
-        exported = torch.export.export(model, (batch(),))
+        exported = torch.export.export(model, (batch(),), strict=False)  # 2.13's default
     for b in (8,):
         torch.testing.assert_close(exported.module()(batch(b)), model(batch(b)))
 
@@ -384,7 +384,7 @@ def test_shaped_function_under_autocast_meta_fake_vmap_and_export(mode):
         xs = torch.stack([x, 2 * x])  # (2, 4, 3): vmapped over the first axis
         torch.testing.assert_close(torch.func.vmap(pairwise, in_dims=(0, None))(xs, y),
                                    torch.stack([want, 2 * want]))
-        exported = torch.export.export(Pairwise(), (x, y))
+        exported = torch.export.export(Pairwise(), (x, y), strict=False)
         torch.testing.assert_close(exported.module()(x, y), want)
         if mode != "off":  # and the checks still check, on each
             for make in (lambda t: t.to("meta"), lambda t: t):

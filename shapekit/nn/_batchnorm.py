@@ -77,13 +77,13 @@ class BatchNorm1d(torch.nn.Module):
             batch_var = xvar if self.unbiased else x.var(dims, keepdim=True)
             with torch.no_grad():
                 m = self.momentum
-                # The lecture's update, written into the (C,) buffers so that they keep their
-                # shape (and stay the tensors that state_dict and optimisers hold).
+                # The lecture's (1 - m) * running + m * batch, in place: the (C,) buffers keep
+                # their shape (and stay the tensors that state_dict and torch.func hold).
                 try:
-                    self.running_mean.copy_((1 - m) * self.running_mean + m * xmean.view(-1))
-                    self.running_var.copy_((1 - m) * self.running_var + m * batch_var.view(-1))
-                except RuntimeError as err:
-                    if "vmap" not in str(err):
+                    self.running_mean.mul_(1 - m).add_(m * xmean.view(-1))
+                    self.running_var.mul_(1 - m).add_(m * batch_var.view(-1))
+                except RuntimeError:
+                    if not _compat.is_vmapped(x):
                         raise
                     raise self._vmapped_training(x) from None
         return out

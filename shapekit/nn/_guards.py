@@ -49,7 +49,10 @@ def dtype_error(
     )
 
 
-@torch.library.custom_op("shapekit::index_guard", mutates_args=())
+@torch.library.custom_op(  # the schema spelled out: torch 2.4 cannot read string annotations
+    "shapekit::index_guard", mutates_args=(),
+    schema="(Tensor idx, SymInt size, bool negatives_ok) -> Tensor",
+)
 def index_guard(idx: torch.Tensor, size: int, negatives_ok: bool) -> torch.Tensor:
     """``idx`` (a copy) if every index is in ``[0, size)`` (``[-size, size)`` with
     ``negatives_ok``), else the Embedding's :class:`ShapeError`. An operator of its own so that
