@@ -112,6 +112,11 @@ def run(args: argparse.Namespace) -> int:
 
     def show(title: str, model: torch.nn.Module, block_size: int) -> bool:
         x = torch.randint(0, len(VOCAB), (args.batch, block_size), generator=generator)
+        if args.batch == 1:
+            # BatchNorm in training mode has no statistics of one example; eval mode uses the
+            # running ones, and the shapes are the same
+            model.eval()
+            title += " in eval mode (--batch 1)"
         result = trace(model, x, depth=args.depth, columns=args.columns, ops=args.ops,
                        device="meta" if args.meta else None)
         if style == "markdown":

@@ -456,7 +456,7 @@ class detect(ContextDecorator):
     ...     probs = F.softmax(logits, dim=0)
     Traceback (most recent call last):
     ...
-    shapekit._errors.ShapeError: <doctest ...>:2 F.softmax(logits, dim=0) expected a softmax over the class axis (the last), got dim=0 on logits: (32, 27): each column then sums to 1 across the 32 rows of the batch, not each row across its 27 classes
+    shapekit.ShapeError: <doctest ...>:2 F.softmax(logits, dim=0) expected a softmax over the class axis (the last), got dim=0 on logits: (32, 27): each column then sums to 1 across the 32 rows of the batch, not each row across its 27 classes
       fix: pass dim=-1 (the classes)
       docs: https://shapekit.readthedocs.io/en/latest/pitfalls/softmax-dim0/
     """  # noqa: E501 (doctest output: the exact message lines)

@@ -28,6 +28,8 @@ class ShapeError(RuntimeError):
       fix: pass 3 features
     """
 
+    __module__ = "shapekit"  # its public name, in tracebacks and reprs
+
     def __init__(
         self,
         *,
@@ -118,6 +120,8 @@ class PitfallWarning(UserWarning):
     'view-transposes'
     """
 
+    __module__ = "shapekit"  # its public name, in tracebacks and reprs
+
     def __init__(self, message: str, *, rule: str) -> None:
         super().__init__(message)
         self.rule = rule
@@ -136,3 +140,5 @@ class DataError(ValueError):
     >>> str(DataError("names.txt line 3: 'Emma' has upper case; fix: lower-case the file"))
     "names.txt line 3: 'Emma' has upper case; fix: lower-case the file"
     """
+
+    __module__ = "shapekit"  # its public name, in tracebacks and reprs

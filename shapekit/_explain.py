@@ -7,7 +7,7 @@ op, each operand's shape and dtype, the user's own file:line and a fix.
 ...     logits = h @ W2
 Traceback (most recent call last):
 ...
-shapekit._errors.ShapeError: <doctest ...>:2 h @ W2 expected h's last axis == W2's first axis, got h: (32, 200) float32, W2: (27, 200) float32: 200 != 27; matmul contracts ...
+shapekit.ShapeError: <doctest ...>:2 h @ W2 expected h's last axis == W2's first axis, got h: (32, 200) float32, W2: (27, 200) float32: 200 != 27; matmul contracts ...
   fix: W2 looks stored as (out, in), torch's nn.Linear layout: use h @ W2.T, or build W2 as (200, 27)
 
 The ShapeError is chained from torch's error (``raise ShapeError(...) from err``), so the original
@@ -55,7 +55,7 @@ class explain(ContextDecorator):
     >>> step(torch.ones(4, 3))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    shapekit._errors.ShapeError: <doctest ...>:3 torch.cat([x, x[1:]], dim=1) expected every tensor the same shape except along dim=1, got x: (4, 3) float32, x[1:]: (3, 3) float32
+    shapekit.ShapeError: <doctest ...>:3 torch.cat([x, x[1:]], dim=1) expected every tensor the same shape except along dim=1, got x: (4, 3) float32, x[1:]: (3, 3) float32
       fix: they differ only along axis 0: concatenate along it with dim=0, or match axis 0
     """  # noqa: E501 (doctest output: the exact message lines)
 

@@ -10,7 +10,7 @@ same example inside a batch finds code that mixes examples (a softmax over axis 
 >>> sweep(score, lambda b: torch.randn(b, 3), (2, 1), "here")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-shapekit._errors.ShapeError: here expected output: (1, ...) with the batch axis first as in the input (1, 3), got (): the batch axis is lost at batch size 1
+shapekit.ShapeError: here expected output: (1, ...) with the batch axis first as in the input (1, 3), got (): the batch axis is lost at batch size 1
   fix: a squeeze() with no dim drops the batch axis of a batch of one; ...
 """  # noqa: E501 (doctest output: the exact message lines)
 

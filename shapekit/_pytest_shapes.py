@@ -8,7 +8,7 @@
 >>> shapes.check(np.zeros((5, 27)), "batch vocab", name="targets")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-shapekit._errors.ShapeError: shapes.check at <doctest ...>:1 expected targets: (4 = batch, 27 = vocab), got (5, 27)
+shapekit.ShapeError: shapes.check at <doctest ...>:1 expected targets: (4 = batch, 27 = vocab), got (5, 27)
   bound so far: batch=4 time=8 vocab=27 (from logits at <doctest ...>:1)
   fix: give targets size 4 along axis 0 (batch), as bound by logits at <doctest ...>:1
 """  # noqa: E501 (doctest output: the exact message lines)

@@ -77,7 +77,7 @@ def shaped(fn: F) -> F:
     >>> pairwise(torch.ones(4, 3), torch.ones(5, 2))
     Traceback (most recent call last):
     ...
-    shapekit._errors.ShapeError: pairwise() expected y: (m, 3 = d), got (5, 2)
+    shapekit.ShapeError: pairwise() expected y: (m, 3 = d), got (5, 2)
       bound so far: m=5 n=4 d=3 (from x)
       fix: give y size 3 along axis 1 (d), as bound by x
 

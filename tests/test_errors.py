@@ -84,3 +84,21 @@ def test_pitfall_warning_carries_its_rule():
 def test_data_error_is_a_value_error():
     assert issubclass(DataError, ValueError)
     assert str(DataError("names.txt line 3: upper case")) == "names.txt line 3: upper case"
+
+
+def test_tracebacks_name_the_public_classes_and_pickles_still_round_trip():
+    import pickle
+    import traceback
+
+    import shapekit
+    from shapekit._errors import shape_error_like
+
+    err = shapekit.ShapeError(expected="x: (3,)", got="(4,)", fix="pass 3 values", where="f()")
+    assert traceback.format_exception_only(err)[0].startswith("shapekit.ShapeError: f() expected")
+    for cls in (shapekit.ShapeError, shapekit.DataError, shapekit.PitfallWarning):
+        assert cls.__module__ == "shapekit" and getattr(shapekit, cls.__name__) is cls
+    like = shape_error_like(ValueError("batch mismatch"))
+    copy = pickle.loads(pickle.dumps(like(expected="a", got="b", fix="c", where="d")))
+    assert type(copy) is like and isinstance(copy, ValueError)
+    assert str(copy).startswith("d expected")
+    assert pickle.loads(pickle.dumps(shapekit.DataError("bad file"))).args == ("bad file",)

@@ -114,7 +114,7 @@ def test_the_options_fail_both_bugs_with_line_shapes_and_fix(pytester):
         "    assert mse(pred, target).item() == 1.0",
         "mypkg/losses.py:3: in mse",
         "    return ((pred - target) ** 2).mean()",
-        "E   shapekit._errors.ShapeError: mypkg/losses.py:3 pred - target expected * got "
+        "E   shapekit.ShapeError: mypkg/losses.py:3 pred - target expected * got "
         "pred: (8, 1) and target: (8,), broadcast to (8, 8)*",
         "E     fix: make the shapes equal: pred.squeeze(-1) or target.unsqueeze(-1)*",
         "E     docs: https://*/pitfalls/broadcast-n-by-n/",
@@ -123,7 +123,7 @@ def test_the_options_fail_both_bugs_with_line_shapes_and_fix(pytester):
         "*_ test_centre _*",
         "test_mypkg.py:14: in test_centre",
         "    assert centre(points).sum().item() == 0",
-        "E   shapekit._errors.ShapeError: centre() expected points: (batch, 3), got (4, 2)",
+        "E   shapekit.ShapeError: centre() expected points: (batch, 3), got (4, 2)",
         "E     bound so far: batch=4",
         "E     fix: give points size 3 along axis 1",
     ])
@@ -145,7 +145,7 @@ def test_torch_shape_errors_are_explained_in_a_short_report(pytester):
     result.stdout.fnmatch_lines([
         "test_matmul.py:5: in test_logits",
         "    logits = h @ W2",
-        "E   shapekit._errors.ShapeError: test_matmul.py:5 h @ W2 expected h's last axis == W2's "
+        "E   shapekit.ShapeError: test_matmul.py:5 h @ W2 expected h's last axis == W2's "
         "first axis, got h: (32, 200) float32, W2: (27, 200) float32*",
         "E     fix: *h @ W2.T*",
     ])
@@ -190,7 +190,7 @@ def test_packages_a_conftest_imports_are_checked(pytester):
     """)
     result = run(pytester, "--shapekit-packages=mypkg", "test_fixture.py")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["E   shapekit._errors.ShapeError: centre() expected points: *"])
+    result.stdout.fnmatch_lines(["E   shapekit.ShapeError: centre() expected points: *"])
 
 
 def test_packages_imported_before_the_plugin_are_instrumented_in_place(pytester):
@@ -198,7 +198,7 @@ def test_packages_imported_before_the_plugin_are_instrumented_in_place(pytester)
     pytester.makepyfile(early_plugin="import mypkg.geometry\n")  # loaded with -p, before us
     result = run(pytester, "-p", "early_plugin", "--shapekit-packages=mypkg", "-k", "centre")
     result.assert_outcomes(failed=1, deselected=1)
-    result.stdout.fnmatch_lines(["E   shapekit._errors.ShapeError: centre() expected points: *"])
+    result.stdout.fnmatch_lines(["E   shapekit.ShapeError: centre() expected points: *"])
 
 
 def test_unknown_and_malformed_package_names_are_usage_errors(pytester):
@@ -308,7 +308,7 @@ def test_shapes_fixture_reports_where_each_dim_was_bound(pytester):
     result.stdout.fnmatch_lines([
         "test_user_dims.py:6: in test_dims",
         '    shapes.check(targets, "batch time")',
-        "E   shapekit._errors.ShapeError: shapes.check at test_user_dims.py:6 expected targets: "
+        "E   shapekit.ShapeError: shapes.check at test_user_dims.py:6 expected targets: "
         "(4 = batch, 8 = time), got (5, 8)",
         "E     bound so far: batch=4 time=8 vocab=27 (from logits at test_user_dims.py:4)",
         "E     fix: give targets size 4 along axis 0 (batch), as bound by logits at "

@@ -570,3 +570,14 @@ def test_cli_help_and_bad_model(capsys):
     assert done.value.code == 0
     helped = capsys.readouterr().out
     assert "--demo-bug" in helped and "hierarchical-bug" in helped and "examples:" in helped
+
+
+def test_cli_trace_of_one_example_traces_in_eval_mode():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "shapekit", "trace", "--batch", "1",
+                           "--format", "text"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "in eval mode (--batch 1)" in proc.stdout and "model.eval()" not in proc.stdout
+    assert "(1, 27)" in proc.stdout and "failed" not in proc.stdout

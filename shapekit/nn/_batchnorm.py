@@ -32,7 +32,7 @@ class BatchNorm1d(torch.nn.Module):
     >>> bn(torch.randn(1, 68))
     Traceback (most recent call last):
     ...
-    shapekit._errors.ShapeError: BatchNorm1d expected x: more than one value per channel in training mode, got (1, 68): the batch statistics of one value are undefined (variance NaN)
+    shapekit.ShapeError: BatchNorm1d expected x: more than one value per channel in training mode, got (1, 68): the batch statistics of one value are undefined (variance NaN)
       fix: call model.eval() before feeding a single example (eval uses the running statistics), or train with a batch larger than 1
     """  # noqa: E501 (doctest output: the exact message lines)
 

@@ -24,7 +24,7 @@ class Embedding(torch.nn.Module):
     >>> emb(torch.zeros(32, 8))
     Traceback (most recent call last):
     ...
-    shapekit._errors.ShapeError: Embedding expected idx: integer (batch, *time), got float32 (32, 8): integer dtype needed
+    shapekit.ShapeError: Embedding expected idx: integer (batch, *time), got float32 (32, 8): integer dtype needed
       fix: pass integer indices, e.g. idx.long() (a float tensor here is often the embeddings, not the indices)
     """  # noqa: E501 (doctest output: the exact message lines)
 

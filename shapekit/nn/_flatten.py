@@ -26,7 +26,7 @@ class FlattenConsecutive(torch.nn.Module):
     >>> FlattenConsecutive(3)(torch.randn(32, 8, 24))
     Traceback (most recent call last):
     ...
-    shapekit._errors.ShapeError: FlattenConsecutive expected x: (batch, time, channels) with time a multiple of n=3, got (32, 8, 24): time=8 is not a multiple of 3
+    shapekit.ShapeError: FlattenConsecutive expected x: (batch, time, channels) with time a multiple of n=3, got (32, 8, 24): time=8 is not a multiple of 3
       fix: use FlattenConsecutive(n) with n one of 1, 2, 4, 8, or a block_size that is a multiple of 3
     """  # noqa: E501 (doctest output: the exact message lines)
 

@@ -24,7 +24,7 @@ class Linear(torch.nn.Module):
     >>> layer(torch.randn(32, 4, 40))
     Traceback (most recent call last):
     ...
-    shapekit._errors.ShapeError: Linear expected x: (batch, *time, 48 = fan_in), got (32, 4, 40)
+    shapekit.ShapeError: Linear expected x: (batch, *time, 48 = fan_in), got (32, 4, 40)
       bound so far: batch=32 time=4
       fix: the layer before produces 40 features; build Linear(40, ...)
     """
