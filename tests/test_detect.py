@@ -17,6 +17,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from _lecture import UserBuggyBatchNorm1d, reference
+from _lecture_classes import BatchNorm1d as FixedBatchNorm1d  # the lecture's fixed layer
+from _lecture_classes import Embedding, Linear, Sequential, Tanh
+from _lecture_classes import FlattenConsecutive as LectureFlattenConsecutive
 from einops import rearrange, reduce, repeat
 
 from shapekit import PitfallWarning, ShapeError
@@ -482,21 +485,6 @@ class TestVarSingleElement:
 # The lecture's layers as the lecture writes them: plain Python classes, no torch.nn.Module.
 
 
-class Linear:
-    def __init__(self, fan_in, fan_out, bias=True):
-        self.weight = torch.randn((fan_in, fan_out)) / fan_in**0.5  # note: kaiming init
-        self.bias = torch.zeros(fan_out) if bias else None
-
-    def __call__(self, x):
-        self.out = x @ self.weight
-        if self.bias is not None:
-            self.out += self.bias
-        return self.out
-
-    def parameters(self):
-        return [self.weight] + ([] if self.bias is None else [self.bias])
-
-
 class BatchNorm1d:
     """The lecture's layer before the fix: statistics over axis 0 only."""
 
@@ -530,81 +518,6 @@ class BatchNorm1d:
 
     def parameters(self):
         return [self.gamma, self.beta]
-
-
-class FixedBatchNorm1d(BatchNorm1d):
-    """The lecture's fix: every axis but the channels."""
-
-    def __call__(self, x):
-        if self.training:
-            if x.ndim == 2:
-                dim = 0
-            elif x.ndim == 3:
-                dim = (0, 1)
-            xmean = x.mean(dim, keepdim=True)  # batch mean
-            xvar = x.var(dim, keepdim=True)  # batch variance
-        else:
-            xmean = self.running_mean
-            xvar = self.running_var
-        xhat = (x - xmean) / torch.sqrt(xvar + self.eps)  # normalize to unit variance
-        self.out = self.gamma * xhat + self.beta
-        if self.training:
-            with torch.no_grad():
-                self.running_mean = (1 - self.momentum) * self.running_mean + self.momentum * xmean
-                self.running_var = (1 - self.momentum) * self.running_var + self.momentum * xvar
-        return self.out
-
-
-class Tanh:
-    def __call__(self, x):
-        self.out = torch.tanh(x)
-        return self.out
-
-    def parameters(self):
-        return []
-
-
-class Embedding:
-    def __init__(self, num_embeddings, embedding_dim):
-        self.weight = torch.randn((num_embeddings, embedding_dim))
-
-    def __call__(self, IX):
-        self.out = self.weight[IX]
-        return self.out
-
-    def parameters(self):
-        return [self.weight]
-
-
-class LectureFlattenConsecutive:
-    def __init__(self, n):
-        self.n = n
-
-    def __call__(self, x):
-        B, T, C = x.shape
-        x = x.view(B, T // self.n, C * self.n)
-        if x.shape[1] == 1:
-            x = x.squeeze(1)
-        self.out = x
-        return self.out
-
-    def parameters(self):
-        return []
-
-
-class Sequential:
-    def __init__(self, layers):
-        self.layers = layers
-
-    def __call__(self, x):
-        for layer in self.layers:
-            x = layer(x)
-        self.out = x
-        return self.out
-
-    def parameters(self):
-        # get parameters of all layers and stretch them out into one list
-        return [p for layer in self.layers for p in layer.parameters()]
 
 
 def lecture_model(batchnorm=BatchNorm1d, n_embd=10, n_hidden=68):
@@ -918,8 +831,8 @@ def test_a_nan_from_a_pitfall_is_named_in_the_error_it_causes():
     text = str(err)
     assert text.startswith("tests/test_detect.py:")
     assert "torch.multinomial" in text
-    assert "(1, 27) holding NaN/inf, made by the pitfall reported earlier at tests/test_detect" \
-        ".py:" in text and "[var-single-element]" in text
+    assert "(1, 27) holding NaN/inf, made by the pitfall reported earlier at tests/" \
+        "_lecture_classes.py:" in text and "[var-single-element]" in text
     assert "fix: feed more than one example (in BatchNorm: call model.eval()" in text
     assert f"docs: {DOCS_URL}var-single-element/" in text
 
