@@ -72,13 +72,17 @@ def _is_fake(t: torch.Tensor) -> bool:
     return bool(is_fake(t))
 
 
+def _functorch_says(question: str, t: torch.Tensor) -> bool:
+    """``torch._C._functorch.<question>(t)`` (private; torch 2.0 - 2.13), False where missing."""
+    functorch = getattr(torch._C, "_functorch", None)
+    check = getattr(functorch, question, None)
+    return bool(check is not None and check(t))
+
+
 def _is_functorch_wrapped(t: torch.Tensor) -> bool:
     """Inside ``torch.func.vmap`` / ``grad``: a tensor whose values are not a plain tensor's."""
-    functorch = getattr(torch._C, "_functorch", None)  # private; torch 2.0 - 2.13
-    if functorch is None:  # pragma: no cover
-        return False
     checks = ("is_batchedtensor", "is_gradtrackingtensor", "is_functionaltensor")
-    return any(getattr(functorch, name, lambda _: False)(t) for name in checks)
+    return any(_functorch_says(name, t) for name in checks)
 
 
 def values_visible(t: torch.Tensor) -> bool:
@@ -253,5 +257,4 @@ def is_vmapped(t: torch.Tensor) -> bool:
     >>> is_vmapped(torch.zeros(3))
     False
     """
-    functorch = getattr(torch._C, "_functorch", None)
-    return bool(functorch is not None and functorch.is_batchedtensor(t))
+    return _functorch_says("is_batchedtensor", t)
