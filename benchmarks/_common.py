@@ -6,11 +6,21 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+
+def use_tests_oracle() -> None:
+    """Put ``tests/`` on ``sys.path``: the lecture's plain-torch loop (``lecture_reference``) and
+    its layer classes live there, as the tests' oracle; the benchmarks time the same code."""
+    tests = str(Path(__file__).resolve().parents[1] / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
 
 
 def parser(description: str) -> argparse.ArgumentParser:

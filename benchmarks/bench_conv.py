@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 
 import shapekit
-from shapekit._conv import pad_names, to_conv, windows_loop
-from shapekit._models import build_model
-from shapekit._train import train
+from shapekit.lecture._conv import pad_names, to_conv, windows_loop
+from shapekit.lecture._models import build_model
+from shapekit.lecture._train import train
 
 
 def main() -> None:
@@ -45,9 +45,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     shapekit.set_checks(args.checks)
 
-    names = shapekit.load_names(args.data)
-    splits = shapekit.make_splits(names.words)
-    dev = shapekit.split_words(names.words)[1]
+    names = shapekit.lecture.load_names(args.data)
+    splits = shapekit.lecture.make_splits(names.words)
+    dev = shapekit.lecture.split_words(names.words)[1]
     torch.manual_seed(42)
     model = build_model("wavenet")
     train(model, splits, steps=200, progress=False)  # realistic BatchNorm statistics, briefly

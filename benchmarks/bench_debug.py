@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from shapekit import PitfallWarning, nn
-from shapekit._detect import detect
-from shapekit._explain import explain
+from shapekit.debug._detect import detect
+from shapekit.debug._explain import explain
 
 
 class PassThrough(TorchFunctionMode):

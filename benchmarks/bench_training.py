@@ -4,12 +4,13 @@
 
 Both sides train the lecture's 76K hierarchical model (batch 32, SGD, the step decay) for
 ``--steps`` steps per round and keep the per-step log10 loss:
-  lecture        the lecture's own loop and hand-written layer classes (``lecture_reference.py``)
-  shapekit off   ``shapekit.train()`` with shapekit.nn layers, checks off
+  lecture        the lecture's own loop and hand-written layer classes
+                 (``tests/lecture_reference.py``)
+  shapekit off   ``shapekit.lecture.train()`` with shapekit.nn layers, checks off
   shapekit once  the same in the default check mode
   layers only    shapekit.nn layers (checks off) in the lecture's loop: the layers' own cost
-  compiled       ``shapekit.train(compile=True)``, checks off and once: forward, backward and
-                 update in one torch.compile graph
+  compiled       ``shapekit.lecture.train(compile=True)``, checks off and once: forward,
+                 backward and update in one torch.compile graph
 The eager loops do the same float32 arithmetic in the same order (the losses are bit-identical;
 see tests/test_train.py); the compiled one rounds in another order, so the script also trains
 2,000 steps both ways from one seed and prints the largest loss difference, and times the first
@@ -24,20 +25,18 @@ import functools
 import time
 
 import _common
-import lecture_reference
 import torch
 
 import shapekit
 from shapekit import nn
-from shapekit._data import Splits
-from shapekit._train import train
+from shapekit.lecture import Splits, train
 
 LECTURE = "lecture's loop (plain torch)"
-OFF = "shapekit.train(), checks off"
-ONCE = "shapekit.train(), checks once (default)"
+OFF = "shapekit.lecture.train(), checks off"
+ONCE = "shapekit.lecture.train(), checks once (default)"
 LAYERS = "shapekit layers in the lecture's loop, off"
-COMPILED_OFF = "shapekit.train(compile=True), checks off"
-COMPILED_ONCE = "shapekit.train(compile=True), checks once"
+COMPILED_OFF = "shapekit.lecture.train(compile=True), checks off"
+COMPILED_ONCE = "shapekit.lecture.train(compile=True), checks once"
 
 
 def fidelity(X, Y, steps: int = 2000) -> tuple[float, float]:
@@ -65,6 +64,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     X, Y = _common.fake_data()
     splits = Splits(X, Y, X[:0], Y[:0], X[:0], Y[:0])
+    _common.use_tests_oracle()  # tests/ on sys.path: the lecture's loop and layers
+    import lecture_reference
+
     lecture, lecture_params = lecture_reference.build_lecture_model()
     model = _common.wavenet(nn)  # shapekit.nn, the same architecture and initialisation
     layers = _common.wavenet(nn)

@@ -30,13 +30,13 @@ from shapekit import nn
 FULL = "--full" in sys.argv[1:]
 STEPS = 200_000 if FULL else 2_000
 
-names = shapekit.load_names()
+names = shapekit.lecture.load_names()
 words = names.words
 print(f"data: {len(words):,} names from {names.source}")
 if names.source == "fallback":
     print("using the offline fallback (the `names` package's first names): the losses below "
           "will differ from the lecture's")
-splits = shapekit.make_splits(words)  # shuffled with random.seed(42), split 80/10/10
+splits = shapekit.lecture.make_splits(words)  # shuffled with random.seed(42), split 80/10/10
 print(splits)
 assert splits.Xtr.shape[1] == 8 and splits.Xtr.shape[0] == splits.Ytr.shape[0]
 
@@ -49,7 +49,7 @@ assert splits.Xtr.shape[1] == 8 and splits.Xtr.shape[0] == splits.Ytr.shape[0]
 # last layer starts 10x smaller so the first predictions are not confidently wrong.
 
 # %%
-n_embd, n_hidden, vocab_size = 24, 128, len(shapekit.VOCAB)
+n_embd, n_hidden, vocab_size = 24, 128, len(shapekit.lecture.VOCAB)
 torch.manual_seed(42)
 model = nn.Sequential([
     nn.Embedding(vocab_size, n_embd),
@@ -197,9 +197,9 @@ assert train_loss < 2.6, train_loss
 # a dot. Eval mode matters here too: BatchNorm cannot take statistics of a batch of one.
 
 # %%
-samples = shapekit.sample(model, 10, block_size=8, seed=2147483647)
+samples = shapekit.lecture.sample(model, 10, block_size=8, seed=2147483647)
 for name in samples:
     print(name)
 assert len(samples) == 10
-assert all(set(name) <= set(shapekit.VOCAB[1:]) for name in samples)
+assert all(set(name) <= set(shapekit.lecture.VOCAB[1:]) for name in samples)
 assert 2 <= sum(map(len, samples)) / len(samples) <= 12  # name-like lengths, not noise

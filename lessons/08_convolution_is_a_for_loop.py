@@ -12,7 +12,7 @@ weights compute every pair once and every position in one call, and give the sam
 # # A quickly trained hierarchical model
 #
 # The weights only need to be trained enough to be interesting: 1,000 steps of the lecture's loop
-# (written out in lesson 07; `shapekit.train` runs the same loop) are enough. `load_names()`
+# (written out in lesson 07; `shapekit.lecture.train` runs the same loop) are enough. `load_names()`
 # finds makemore's names file, or falls back to the `names` package's first names offline (and
 # says so).
 
@@ -24,12 +24,12 @@ import torch
 import torch.nn.functional as F
 
 import shapekit
-from shapekit import build_model, pad_names, to_conv, train, windows_loop
+from shapekit.lecture import build_model, pad_names, to_conv, train, windows_loop
 
-names = shapekit.load_names()
+names = shapekit.lecture.load_names()
 print(f"data: {len(names.words):,} names from {names.source}")
-splits = shapekit.make_splits(names.words)
-dev = shapekit.split_words(names.words)[1]
+splits = shapekit.lecture.make_splits(names.words)
+dev = shapekit.lecture.split_words(names.words)[1]
 
 torch.manual_seed(42)
 model = build_model("wavenet")
@@ -49,8 +49,8 @@ n = len(word)
 print(f"{word!r}: X {tuple(X.shape)}, Y {tuple(Y.shape)}")
 assert X.shape == (1, 8 + n) and Y.shape == (1, n + 1)
 for t in range(n + 1):
-    window = shapekit.decode(X[0, t : t + 8])
-    print(f"  window {t}: {window} -> {shapekit.decode([Y[0, t]])}")
+    window = shapekit.lecture.decode(X[0, t : t + 8])
+    print(f"  window {t}: {window} -> {shapekit.lecture.decode([Y[0, t]])}")
 
 with torch.no_grad():
     looped = windows_loop(model, X)  # n + 1 calls of model(X[:, t : t + 8]): (1, n + 1, 27)

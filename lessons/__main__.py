@@ -8,6 +8,6 @@
 import sys
 from pathlib import Path
 
-from shapekit._cli import main
+from shapekit.cli import main
 
 sys.exit(main(["lessons", "--dir", str(Path(__file__).resolve().parent), *sys.argv[1:]]))

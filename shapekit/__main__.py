@@ -8,6 +8,6 @@ import sys
 if sys.path and sys.path[0] in ("", os.getcwd()):
     del sys.path[0]
 
-from ._cli import main
+from .cli import main
 
 sys.exit(main())

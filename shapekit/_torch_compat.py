@@ -13,16 +13,23 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# The modules whose frames run torch's Python-level functions (F.linear, Tensor.__matmul__...):
+# explain() looks below the user's frame for one of them (torch._tensor is private; 2.4 - 2.13).
+TORCH_FUNCTION_MODULES = ("torch.nn.functional", "torch.functional", "torch._tensor")
+
 __all__ = [
     "autocast_dtype",
     "bindings_key",
     "bindings_size",
+    "checker_violation",
+    "compiled_failure",
     "current_bindings",
     "enter_bindings",
     "exit_bindings",
@@ -258,3 +265,69 @@ def is_vmapped(t: torch.Tensor) -> bool:
     False
     """
     return _functorch_says("is_batchedtensor", t)
+
+
+# ---- what the checkers and dynamo put in their exceptions ----------------------------------------
+
+
+def checker_violation(err: BaseException | None) -> tuple[tuple, bool]:
+    """``(culprits, about_return)`` of a failed ``jaxtyped(typechecker=beartype)``-style check:
+    the values beartype blamed (``BeartypeCallHintViolation.culprits``, innermost last) and
+    whether the return value failed. jaxtyping wraps beartype's violation in its own error (its
+    ``__cause__``, or ``__context__``); tested on jaxtyping 0.2.38 - 0.3.11 with beartype
+    0.18.2 - 0.23.1. ``((), False)`` when the shape of the chain is another.
+
+    >>> checker_violation(None)
+    ((), False)
+    """
+    if err is None:
+        return (), False
+    violation = err.__cause__ or err.__context__ or err
+    culprits = tuple(getattr(violation, "culprits", ()) or ())
+    # beartype names the class of a return-value failure BeartypeCallHintReturnViolation
+    return culprits, "return" in type(violation).__name__.lower()
+
+
+@dataclass
+class CompiledFailure:
+    """A shape error inside a ``torch.compile``d function, as dynamo reports it."""
+
+    error: BaseException  # torch's own error, which dynamo's TorchRuntimeError wraps
+    filename: str | None  # the user's innermost line that failed (None when dynamo did not say)
+    lineno: int | None
+    colno: int | None
+    end_colno: int | None
+    function: str
+    traced_args: list  # the fake tensors dynamo ran the failing node on
+
+
+def compiled_failure(err: BaseException) -> CompiledFailure | None:
+    """For dynamo's ``TorchRuntimeError``: the error it wraps, the user's line and the traced
+    operands; None for any other error. Reads dynamo's private attributes and frames
+    (``innermost_user_frame_summary``, the ``node``/``args`` locals of the frame that ran the
+    node); tested on torch 2.4.1 and 2.13.0.
+
+    >>> compiled_failure(ValueError("not from dynamo")) is None
+    True
+    """
+    if not type(err).__module__.startswith("torch._dynamo"):
+        return None
+    inner = err.__context__ or err.__cause__
+    while inner is not None and (type(inner).__module__.startswith("torch._dynamo")
+                                 or str(inner).startswith("Dynamo failed")):
+        inner = inner.__context__ or inner.__cause__
+    if inner is None:
+        return None
+    summary = getattr(err, "innermost_user_frame_summary", None)
+    traced: list = []
+    tb = err.__traceback__
+    while tb is not None:
+        local = tb.tb_frame.f_locals
+        if "node" in local and isinstance(local.get("args"), tuple):
+            traced = list(local["args"])
+        tb = tb.tb_next
+    if summary is None or not summary.lineno:
+        return CompiledFailure(inner, None, None, None, None, "", traced)
+    return CompiledFailure(inner, summary.filename, summary.lineno,
+                           getattr(summary, "colno", None), getattr(summary, "end_colno", None),
+                           summary.name, traced)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
@@ -31,21 +30,16 @@ def names_path() -> Path:
     return NAMES
 
 
-def _load(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def reference():
-    """benchmarks/lecture_reference.py: the lecture's loop in plain torch."""
-    return _load(ROOT / "benchmarks" / "lecture_reference.py", "lecture_reference")
+    """tests/lecture_reference.py: the lecture's loop in plain torch."""
+    import lecture_reference
+
+    return lecture_reference
 
 
 def buggy_batchnorm() -> type:
     """The lecture's buggy BatchNorm1d that shapekit ships for the hierarchical-bug row."""
-    from shapekit._lecture_bug import BuggyBatchNorm1d
+    from shapekit.lecture._buggy_batchnorm import BuggyBatchNorm1d
 
     return BuggyBatchNorm1d
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from _lecture import names_path, one_thread  # noqa: F401 (one_thread: autouse fixture)
 
-from shapekit._cli import main
-from shapekit._runlock import LOCK, run_lock
+from shapekit.cli._main import main
+from shapekit.lecture._runlock import LOCK, run_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 BESIDE = Path(sys.executable).with_name("shapekit")
@@ -369,15 +369,15 @@ def test_bash_completion(tmp_path, capsys):
 
 
 def test_sigterm_and_sigint_set_the_flag_and_handlers_come_back():
-    from shapekit._train import _SigintFlag
+    from shapekit.lecture._train import SigintFlag
 
     inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         for signum in (signal.SIGINT, signal.SIGTERM):
             before = signal.getsignal(signum)
-            with _SigintFlag() as flag:
+            with SigintFlag() as flag:
                 os.kill(os.getpid(), signum)
-            assert flag.raised and flag.signum == signum and _SigintFlag.last_signal == signum
+            assert flag.raised and flag.signum == signum
             assert signal.getsignal(signum) is before
     finally:
         signal.signal(signal.SIGINT, inherited)
@@ -385,11 +385,11 @@ def test_sigterm_and_sigint_set_the_flag_and_handlers_come_back():
 
 def test_an_ignored_sigint_stays_ignored():
     """`shapekit train &` in a script starts with SIGINT ignored: training keeps ignoring it."""
-    from shapekit._train import _SigintFlag
+    from shapekit.lecture._train import SigintFlag
 
     inherited = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        with _SigintFlag() as flag:
+        with SigintFlag() as flag:
             assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
             os.kill(os.getpid(), signal.SIGINT)
         assert not flag.raised and signal.getsignal(signal.SIGINT) is signal.SIG_IGN

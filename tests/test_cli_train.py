@@ -22,9 +22,9 @@ from _lecture import (  # one_thread: autouse fixture
 )
 from safetensors.torch import load_file
 
-from shapekit._checkpoint import save_checkpoint
-from shapekit._cli import main
-from shapekit._models import build_model
+from shapekit.cli._main import main
+from shapekit.lecture._checkpoint import save_checkpoint
+from shapekit.lecture._models import build_model
 
 SHAPEKIT = [sys.executable, "-m", "shapekit"]
 
@@ -270,6 +270,33 @@ def test_reproduce_trains_skips_and_publishes(capsys, tmp_path):
     row = table["rows"][0]
     assert row["model"] == "original" and row["steps"] == 30 and row["lecture_val"] == 2.105
     assert row["val_diff"] == pytest.approx(row["val"] - 2.105, abs=1e-4)
+
+
+def test_reproduce_records_validation_curves(capsys, tmp_path, monkeypatch):
+    """--eval-every N: the val loss every N steps goes into metrics.json and onto the plots. The
+    oracle for the last point is the final val loss, computed on the same model after the last
+    step."""
+    from shapekit.lecture import _plots, _run, runs
+
+    drawn = []
+
+    def plot_curves(curves, path, title, val=None):
+        drawn.append((path.name, title, val))
+        _plots.plot_curves(curves, path, title, val)
+
+    monkeypatch.setattr(_run, "plot_curves", plot_curves)  # each row's loss.png
+    monkeypatch.setattr(runs, "plot_curves", plot_curves)  # the table's loss_curves.png
+    out = tmp_path / "repro"
+    assert main(["reproduce", "--rows", "1", "--steps", "30", "--eval-every", "10", "--out",
+                 str(out), "--data", str(names_path())]) == 0
+    metrics = json.loads((out / "original" / "metrics.json").read_text())
+    assert [e["step"] for e in metrics["evals"]] == [10, 20, 30]
+    assert metrics["evals"][-1]["val"] == pytest.approx(metrics["val_loss"], abs=1e-6)
+    points = [(e["step"], e["val"]) for e in metrics["evals"]]
+    assert ("loss_curves.png", "the lecture's five models: training and validation loss",
+            {"original": points}) in drawn
+    assert any(name == "loss.png" and val == {"original": points} for name, _, val in drawn)
+    capsys.readouterr()
 
 
 def test_publish_refuses_unfinished_rows(capsys, tmp_path):

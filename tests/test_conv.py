@@ -1,5 +1,6 @@
-"""Tests for shapekit._conv: the hierarchical model as dilated convolutions, checked against the
-window model run position by position (the oracle), plus the lesson that needs the names data.
+"""Tests for shapekit.lecture._conv: the hierarchical model as dilated convolutions, checked
+against the window model run position by position (the oracle), plus the lesson that needs the
+names data.
 """
 
 from __future__ import annotations
@@ -16,9 +17,16 @@ import torch.nn.functional as F
 
 import shapekit
 from shapekit import DataError, nn
-from shapekit._conv import IGNORE_INDEX, ConvWaveNet, dilated, pad_names, to_conv, windows_loop
-from shapekit._data import build_dataset, load_names, split_words
-from shapekit._models import build_model
+from shapekit.lecture._conv import (
+    IGNORE_INDEX,
+    ConvWaveNet,
+    dilated,
+    pad_names,
+    to_conv,
+    windows_loop,
+)
+from shapekit.lecture._data import build_dataset, load_names, split_words
+from shapekit.lecture._models import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TOL = 1e-5  # max abs difference allowed in float32
@@ -240,7 +248,7 @@ def test_other_group_sizes_are_refused():
 
 
 def _buggy_batchnorm() -> type:
-    from shapekit._lecture_bug import BuggyBatchNorm1d
+    from shapekit.lecture._buggy_batchnorm import BuggyBatchNorm1d
 
     return BuggyBatchNorm1d
 

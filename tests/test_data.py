@@ -1,4 +1,5 @@
-"""Tests for shapekit._data: where the names come from, bad files, the vocabulary and the datasets.
+"""Tests for shapekit.lecture._data: where the names come from, bad files, the vocabulary and
+the datasets.
 
 No test reaches the internet: the autouse fixture points SHAPEKIT_NAMES_URL at a closed local port
 and the download tests serve small synthetic files from an http.server on 127.0.0.1.
@@ -20,8 +21,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shapekit import _data
-from shapekit._data import (
+from shapekit.checking._errors import DataError
+from shapekit.lecture import _data
+from shapekit.lecture._data import (
     NAMES_SHA256,
     NAMES_URL,
     VOCAB,
@@ -37,7 +39,6 @@ from shapekit._data import (
     split_words,
     stoi,
 )
-from shapekit._errors import DataError
 
 # captured at import, before the autouse fixture clears SHAPEKIT_NAMES for the other tests
 REAL_NAMES = Path(

@@ -24,9 +24,9 @@ from einops import rearrange, reduce, repeat
 
 from shapekit import PitfallWarning, ShapeError
 from shapekit import nn as sk
-from shapekit._detect import detect
-from shapekit._models import build_model
-from shapekit._pitfalls import DOCS_URL, RULES
+from shapekit.debug._detect import detect
+from shapekit.debug._pitfalls import DOCS_URL, RULES
+from shapekit.lecture._models import build_model
 
 HERE = "test_detect.py"
 B, T, C, NH = 4, 8, 32, 2

@@ -1,10 +1,11 @@
-"""shapekit._dims: the pure-Python parser and matcher that explains why a shape does not fit."""
+"""shapekit.checking._dims: the pure-Python parser and matcher that explains why a shape does
+not fit."""
 
 from __future__ import annotations
 
 import pytest
 
-from shapekit._dims import Dim, Memo, Mismatch, match, parse, render, resolve
+from shapekit.checking._dims import Dim, Memo, Mismatch, match, parse, render, resolve
 
 
 class Layer:

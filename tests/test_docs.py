@@ -144,7 +144,7 @@ def test_api_pages_document_every_public_name_with_rendered_roles(site: Path) ->
         roles = re.findall(r":(?:func|class|meth|attr|mod|data|exc):`", text)
         assert not roles, f"{page}: raw Sphinx roles {roles[:3]}"
         assert " ::" not in text and not re.search(r"\w::\s", text), f"{page}: a raw '::'"
-        assert "from shapekit._models import" not in text, f"{page}: a private import"
+        assert "from shapekit.lecture._models import" not in text, f"{page}: a private import"
     # constants are described, not dumped (ROWS is a dict of 5 specs, RULES of every rule)
     assert "'view-transposes':" not in page_text(site / "api" / "debug" / "index.html")
 
@@ -166,11 +166,11 @@ def test_results_page_says_how_to_regenerate(site: Path) -> None:
 @pytest.mark.docs
 @NEEDS_MKDOCS
 def test_every_pitfall_url_a_warning_prints_is_a_page(site: Path) -> None:
-    """Oracle: the rule ids ``detect()`` reports (``shapekit._pitfalls.RULES``) and their URLs."""
-    pitfalls = importlib.util.find_spec("shapekit._pitfalls")
+    """Oracle: the rule ids ``detect()`` reports (``shapekit.debug.RULES``) and their URLs."""
+    pitfalls = importlib.util.find_spec("shapekit.debug._pitfalls")
     if pitfalls is None or not list((ROOT / "docs" / "pitfalls").glob("*.md")):
-        pytest.skip("no pitfall catalogue yet (shapekit/_pitfalls.py, docs/pitfalls/*.md)")
-    from shapekit._pitfalls import RULES, docs_url
+        pytest.skip("no pitfall catalogue yet (shapekit/debug/_pitfalls.py, docs/pitfalls/*.md)")
+    from shapekit.debug._pitfalls import RULES, docs_url
 
     nav = (site / "index.html").read_text(encoding="utf-8")
     for rule in RULES:
@@ -250,3 +250,54 @@ def test_cell_runner_runs_cells_in_one_namespace_and_stops_at_a_failure(tmp_path
     assert "AssertionError: value is not 43" in failing["error"]
     assert f'{tmp_path / "01_demo.py"}", line {assert_line}' in failing["error"]
     assert "output" not in never
+
+
+def load_lessons_hook():
+    """docs/hooks/lessons.py as a module (its own imports resolve from docs/hooks/)."""
+    hooks = str(ROOT / "docs" / "hooks")
+    sys.path.insert(0, hooks)
+    try:
+        spec = importlib.util.spec_from_file_location("shapekit_docs_lessons_hook",
+                                                      ROOT / "docs" / "hooks" / "lessons.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(hooks)
+    return module
+
+
+LOADS_NAMES = '''"""A lesson that trains on the names.
+
+What it shows.
+"""
+# %%
+from shapekit.lecture import load_names
+print(len(load_names().words) > 0)
+'''
+
+
+@pytest.mark.docs
+@NEEDS_MKDOCS
+@pytest.mark.parametrize("names", ["fallback", "lecture"])
+def test_a_lesson_page_built_on_the_fallback_names_says_so(tmp_path: Path, names: str) -> None:
+    """Oracle: the real notice shapekit prints when it falls back (offline, no names.txt), as the
+    cell runner captures it; a build with the lecture's file shows no warning."""
+    hook = load_lessons_hook()
+    script = tmp_path / "01_demo.py"
+    script.write_text(LOADS_NAMES, encoding="utf-8")
+    env = {**os.environ, "MPLBACKEND": "Agg", "SHAPEKIT_OFFLINE": "1",
+           "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env.pop("SHAPEKIT_NAMES", None)
+    if names == "lecture":
+        data = tmp_path / "names.txt"
+        data.write_text("emma\nolivia\nava\nisabella\nsophia\ncharlotte\n", encoding="utf-8")
+        env["SHAPEKIT_NAMES"] = str(data)
+    out = tmp_path / "out"
+    subprocess.run([sys.executable, str(RUNNER), str(script), str(out)], cwd=tmp_path, env=env,
+                   check=True, capture_output=True)
+    cells = json.loads((out / "cells.json").read_text())
+    page = hook.render_lesson(script, cells, 1.0)
+    warned = "Built on the fallback names, not the lecture's data" in page
+    assert warned == (names == "fallback"), page
+    if warned:
+        assert "SHAPEKIT_NAMES=/path/to/names.txt" in page and "python lessons/01_demo.py" in page

@@ -1,4 +1,5 @@
-"""shapekit._errors: how a ShapeError's parts become its message, and the other exception types."""
+"""shapekit.checking._errors: how a ShapeError's parts become its message, and the other
+exception types."""
 
 from __future__ import annotations
 
@@ -91,7 +92,7 @@ def test_tracebacks_name_the_public_classes_and_pickles_still_round_trip():
     import traceback
 
     import shapekit
-    from shapekit._errors import shape_error_like
+    from shapekit.checking._errors import shape_error_like
 
     err = shapekit.ShapeError(expected="x: (3,)", got="(4,)", fix="pass 3 values", where="f()")
     assert traceback.format_exception_only(err)[0].startswith("shapekit.ShapeError: f() expected")

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from shapekit import ShapeError
 from shapekit import nn as sk
-from shapekit._explain import explain, explain_error
+from shapekit.debug._explain import explain, explain_error
 
 HERE = "test_explain.py"
 # explain() on its own: under `pytest --shapekit` an outer detect(strict=True) would report some of
@@ -526,7 +526,7 @@ def test_the_explained_error_is_still_the_class_torch_raised(make, base):
 def test_the_compatible_classes_are_cached_named_and_picklable():
     import pickle
 
-    from shapekit._errors import shape_error_like
+    from shapekit.checking._errors import shape_error_like
 
     cls = shape_error_like(ValueError("x"))
     assert cls is shape_error_like(ValueError("y")) and cls.__name__ == "ShapeValueError"
@@ -537,7 +537,7 @@ def test_the_compatible_classes_are_cached_named_and_picklable():
 
 
 def test_under_detect_an_expression_operand_is_parenthesised_before_indexing():
-    from shapekit._detect import detect
+    from shapekit.debug._detect import detect
 
     x, w = torch.randn(4, 3), torch.randn(4)
     with pytest.raises(ShapeError) as caught, detect():

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from _lecture import names_path, one_thread  # noqa: F401 (one_thread: autouse fixture)
 
-from shapekit import _data
-from shapekit._cli import main
+from shapekit.cli._main import main
+from shapekit.lecture import _data
 
 CASES = 30
 # Values no field of a run file accepts where it matters (0 and positive numbers can be real

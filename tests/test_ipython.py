@@ -111,6 +111,6 @@ def test_load_ext_shapekit_in_a_real_kernel() -> None:
 
 def test_import_shapekit_and_loading_hook_import_no_torch() -> None:
     code = ("import sys, shapekit\nassert callable(shapekit.load_ipython_extension)\n"
-            "import shapekit._ipython\nprint('torch' in sys.modules)")
+            "import shapekit.debug._ipython\nprint('torch' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.stdout.strip() == "False", proc.stderr

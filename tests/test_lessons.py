@@ -116,7 +116,7 @@ def _folder(tmp_path: Path, **lessons: str) -> Path:
 
 
 def test_lessons_run_on_one_thread_unless_the_user_chose(tmp_path, monkeypatch) -> None:
-    from shapekit._lessons import run_lesson
+    from shapekit.cli._cmd_lessons import run_lesson
 
     code = "import os, torch; print(os.environ['OMP_NUM_THREADS'], torch.get_num_threads())\n"
     path = _folder(tmp_path, **{"01_threads": code}) / "01_threads.py"
@@ -135,7 +135,8 @@ def test_no_lesson_unpins_the_threads() -> None:
 def test_progress_while_a_lesson_runs_and_the_fallback_is_said(tmp_path) -> None:
     import io
 
-    from shapekit._lessons import FALLBACK_NOTICE, list_lessons, run_all
+    from shapekit.cli._cmd_lessons import list_lessons, run_all
+    from shapekit.lecture.runs import FALLBACK_NOTICE
 
     folder = _folder(tmp_path, **{
         "01_steps": "import time\nfor i in range(3):\n    print(f'step {i}'); time.sleep(0.1)\n",

@@ -1,4 +1,4 @@
-"""Tests for shapekit._models: the five rows of the lecture's performance log."""
+"""Tests for shapekit.lecture._models: the five rows of the lecture's performance log."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from _lecture import (  # one_thread: autouse fixture
 )
 
 from shapekit import nn
-from shapekit._models import ROWS, build_model, count_params, resolve_row
+from shapekit.lecture._models import ROWS, build_model, count_params, resolve_row
 
 PARAMS = {"original": 12_097, "context8": 22_097, "hierarchical-bug": 22_397,
           "hierarchical": 22_397, "wavenet": 76_579}
@@ -87,12 +87,12 @@ def test_unknown_row_names_the_valid_ones(key):
 
 
 def test_bug_row_is_built_with_the_lectures_buggy_layer_from_the_package():
-    from shapekit._lecture_bug import BuggyBatchNorm1d
+    from shapekit.lecture._buggy_batchnorm import BuggyBatchNorm1d
 
     model = build_model("hierarchical-bug")
     norms = [layer for layer in model.layers if "BatchNorm" in type(layer).__name__]
     assert len(norms) == 3 and all(type(n) is BuggyBatchNorm1d for n in norms)
-    assert type(norms[0]).__module__ == "shapekit._lecture_bug"
+    assert type(norms[0]).__module__ == "shapekit.lecture._buggy_batchnorm"
 
 
 def test_buggy_rows_buffers_turn_per_position_while_shapekits_stay_per_channel():

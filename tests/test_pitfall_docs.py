@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from shapekit import PitfallWarning
-from shapekit._pitfalls import RULES
+from shapekit.debug._pitfalls import RULES
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "pitfalls"
 BLOCK = r"## {title}\n\n```{lang}\n(.*?)```"

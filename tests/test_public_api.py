@@ -13,9 +13,10 @@ import torch
 import shapekit
 import shapekit.nn
 
-PUBLIC = [("shapekit", name) for name in shapekit.__all__] + [
-    ("shapekit.nn", name) for name in shapekit.nn.__all__
-]
+SURFACES = ["shapekit", "shapekit.nn", "shapekit.checking", "shapekit.debug", "shapekit.lecture",
+            "shapekit.lecture.runs", "shapekit.cli", "shapekit.pytest"]
+PUBLIC = [(module, name) for module in SURFACES
+          for name in importlib.import_module(module).__all__]
 CALLABLES = [
     (module, name)
     for module, name in PUBLIC
@@ -24,10 +25,10 @@ CALLABLES = [
 # The checking machinery and the layers: their docstrings show usage with shapes.
 FOUNDATION_MODULES = [
     "shapekit",
-    "shapekit._dims",
-    "shapekit._errors",
-    "shapekit._modes",
-    "shapekit._shaped",
+    "shapekit.checking._dims",
+    "shapekit.checking._errors",
+    "shapekit.checking._modes",
+    "shapekit.checking._shaped",
     "shapekit.nn",
     "shapekit.nn._batchnorm",
     "shapekit.nn._embedding",

@@ -128,7 +128,7 @@ def test_the_options_fail_both_bugs_with_line_shapes_and_fix(pytester):
         "E     fix: give points size 3 along axis 1",
     ])
     out = result.stdout.str()
-    for internal in ("site-packages", "beartype/", "jaxtyping/", "shapekit/_shaped.py"):
+    for internal in ("site-packages", "beartype/", "jaxtyping/", "shapekit/checking/_shaped.py"):
         assert internal not in out, f"the failure report shows {internal} frames"
 
 
@@ -220,7 +220,7 @@ def test_unknown_and_malformed_package_names_are_usage_errors(pytester):
 def test_packages_need_the_plugin_loaded_before_conftests(pytester, monkeypatch):
     write(pytester, CORRECT)
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
-    pytester.makeconftest('pytest_plugins = ["shapekit.pytest_plugin"]\n')
+    pytester.makeconftest('pytest_plugins = ["shapekit.pytest.plugin"]\n')
     result = run(pytester, "--shapekit-packages=mypkg")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: --shapekit-packages needs the plugin loaded before "

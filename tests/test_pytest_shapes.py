@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from shapekit import ShapeError, _pytest_batch, _pytest_shapes
-from shapekit._pytest_shapes import Shapes
+from shapekit import ShapeError
+from shapekit.pytest import _batch as _pytest_batch
+from shapekit.pytest import _shapes as _pytest_shapes
+from shapekit.pytest._shapes import Shapes
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = "tests/test_pytest_shapes.py"  # locations are shown relative to the working folder

@@ -16,7 +16,7 @@ from _lecture import names_path, one_thread  # noqa: F401 (one_thread: autouse f
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from shapekit._cli import main
+from shapekit.cli._main import main
 
 FILES = ("config.json", "metrics.json", "model.safetensors", "loss.png")
 

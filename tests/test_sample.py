@@ -1,4 +1,4 @@
-"""Tests for shapekit._sample: the lecture's sampling loop."""
+"""Tests for shapekit.lecture._sample: the lecture's sampling loop."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from _lecture import one_thread  # noqa: F401  (autouse fixture)
 
-from shapekit._data import itos
-from shapekit._models import build_model
-from shapekit._sample import sample
+from shapekit.lecture._data import itos
+from shapekit.lecture._models import build_model
+from shapekit.lecture._sample import sample
 
 
 def lecture_loop(model, n: int, block_size: int) -> list[str]:
@@ -76,7 +76,7 @@ def test_a_model_that_never_ends_a_name_stops_at_max_length():
 def test_a_diverged_model_is_a_clear_error_not_torchs():
     import pytest
 
-    from shapekit._errors import DataError
+    from shapekit.checking._errors import DataError
 
     model = trained_looking_model()
     with torch.no_grad():

@@ -20,10 +20,11 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from shapekit import ShapeError, _trace, _trace_format, shaped
+from shapekit import ShapeError, shaped
 from shapekit import nn as sk
-from shapekit._models import build_model
-from shapekit._trace import Row, Trace, print_trace, trace
+from shapekit.debug import _trace, _trace_format
+from shapekit.debug._trace import Row, Trace, print_trace, trace
+from shapekit.lecture._models import build_model
 
 B = 4
 HOOK_DICTS = (
@@ -550,7 +551,7 @@ def test_cli_traces_every_lecture_model():
 
 
 def test_cli_demo_bug_and_markdown(capsys):
-    from shapekit._cli import main
+    from shapekit.cli._main import main
 
     assert main(["trace", "--demo-bug", "--batch", "2", "--markdown"]) == 0
     out = capsys.readouterr().out
@@ -561,7 +562,7 @@ def test_cli_demo_bug_and_markdown(capsys):
 
 
 def test_cli_help_and_bad_model(capsys):
-    from shapekit._cli import main
+    from shapekit.cli._main import main
 
     with pytest.raises(SystemExit, match=r"shapekit trace: unknown model 'nope'.*fix: e\.g\."):
         main(["trace", "--model", "nope"])

@@ -29,7 +29,7 @@ from _lecture_classes import (
 from test_trace import GPT
 
 from shapekit import ShapeError, explain
-from shapekit._trace import COLUMNS, trace
+from shapekit.debug._trace import COLUMNS, trace
 
 B = 4
 

@@ -14,7 +14,7 @@ from _lecture import one_thread  # noqa: F401 (autouse fixture)
 from _lecture_classes import wavenet
 from _llama import Config, Llama
 
-from shapekit._trace import trace
+from shapekit.debug._trace import trace
 
 TESTS = Path(__file__).resolve().parent
 

@@ -15,8 +15,8 @@ from _lecture import one_thread  # noqa: F401 (autouse fixture)
 from _lecture_classes import wavenet
 
 from shapekit import ShapeError, explain
-from shapekit._cli import main
-from shapekit._trace import trace
+from shapekit.cli._main import main
+from shapekit.debug._trace import trace
 
 
 def idx(batch: int = 4, block: int = 8) -> torch.Tensor:
@@ -124,4 +124,4 @@ def test_cli_depth_columns_format_meta(capsys):
     assert "got 'flop'; e.g. --columns input,output,params,flops" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["trace", "--depth", "-1"])
-    assert "expected a whole number >= 0, got '-1'" in capsys.readouterr().err
+    assert "expected an integer >= 0, got -1; fix: e.g. 0" in capsys.readouterr().err

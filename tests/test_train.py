@@ -1,6 +1,7 @@
-"""Tests for shapekit._train and shapekit._run: the lecture's loop, step for step, and resuming.
+"""Tests for shapekit.lecture._train and shapekit.lecture._run: the lecture's loop, step for
+step, and resuming.
 
-The oracle is benchmarks/lecture_reference.py, the lecture's own code in plain torch.
+The oracle is tests/lecture_reference.py, the lecture's own code in plain torch.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from _lecture import (  # one_thread: autouse fixture
 )
 from safetensors.torch import load_file
 
-from shapekit._checkpoint import load_checkpoint, load_state_into, read_json
-from shapekit._data import Names, load_names, make_splits
-from shapekit._models import build_model, resolve_row
-from shapekit._run import EVAL_CHUNK, make_config, run_training
-from shapekit._train import default_decay_at, evaluate, lr_at, train
+from shapekit.lecture._checkpoint import load_checkpoint, load_state_into, read_json
+from shapekit.lecture._data import Names, load_names, make_splits
+from shapekit.lecture._models import build_model, resolve_row
+from shapekit.lecture._run import EVAL_CHUNK, make_config, run_training
+from shapekit.lecture._train import default_decay_at, evaluate, lr_at, train
 
 STEPS = 300
 
@@ -167,9 +168,9 @@ def test_training_steps_load_no_heavy_modules():
         "import sys, torch, einops\n"
         "einops.rearrange(torch.zeros(1, 1), 'a b -> b a')  # einops' own first-call imports\n"
         "base = {m.split('.')[0] for m in sys.modules}\n"
-        "from shapekit import make_splits\n"
-        "from shapekit._models import build_model\n"
-        "from shapekit._train import train\n"
+        "from shapekit.lecture import make_splits\n"
+        "from shapekit.lecture._models import build_model\n"
+        "from shapekit.lecture._train import train\n"
         "torch.manual_seed(42)\n"
         "train(build_model('wavenet'), make_splits(['emma', 'olivia', 'ava'] * 20), steps=3,\n"
         "      progress=False)\n"

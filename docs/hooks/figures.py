@@ -11,8 +11,8 @@ image. Each picture is computed, not drawn by hand:
 - ``batchnorm_axes``: which input values one channel's statistics are taken over, found by asking
   autograd which inputs one output of a real BatchNorm layer depends on;
 - ``dilated_convolution``: the same model as the stack of dilated causal convolutions
-  ``shapekit.to_conv`` builds (lesson 08), over every position of one padded name, the dilations
-  read from its ``Conv1d`` levels;
+  ``shapekit.lecture.to_conv`` builds (lesson 08), over every position of one padded name, the
+  dilations read from its ``Conv1d`` levels;
 - ``shape_table``: the per-layer shapes of one forward pass, as a markdown table.
 """
 
@@ -37,8 +37,8 @@ CONTEXT = ".isabell"
 
 
 def lecture_model(name: str = "wavenet") -> nn.Sequential:
-    """The lecture's model ``name`` (``shapekit._models.build_model``), seeded as in the lecture."""
-    from shapekit._models import build_model
+    """The lecture's model ``name`` (``shapekit.lecture.build_model``), seeded as in the lecture."""
+    from shapekit.lecture._models import build_model
 
     torch.manual_seed(42)
     return build_model(name)
@@ -257,9 +257,10 @@ def batchnorm_axes() -> plt.Figure:
 
 def shape_table(model: torch.nn.Module, x: torch.Tensor) -> str:
     """A markdown table of one forward pass: ``shapekit.trace(...).to_markdown()`` when shapekit
-    has a trace (``shapekit/_trace.py``); otherwise each direct child's output shape and params."""
+    has a trace (``shapekit/debug/_trace.py``); otherwise each direct child's output shape and
+    params."""
     try:
-        from shapekit._trace import trace
+        from shapekit.debug._trace import trace
     except ImportError:
         trace = None
     if trace is not None:
@@ -273,14 +274,14 @@ def shape_table(model: torch.nn.Module, x: torch.Tensor) -> str:
 
 
 def dilated_convolution(model: nn.Sequential, word: str = "emma") -> plt.Figure:
-    """Draw ``shapekit.to_conv(model)`` over every position of one padded name (lesson 08).
+    """Draw ``shapekit.lecture.to_conv(model)`` over every position of one padded name (lesson 08).
 
     Bottom: the 8 dots and the name; each level k has a node at every position it can compute,
     joined to the positions ``t`` and ``t - dilation`` below it (kernel 2, the dilations read from
     the Conv1d levels); the tree of the last position is highlighted: the for loop of lesson 08
     would compute only that tree, once per position, repeating the shared nodes.
     """
-    from shapekit import to_conv
+    from shapekit.lecture import to_conv
 
     model.eval()
     levels = [(c.kernel_size[0], c.dilation[0]) for c in to_conv(model).convs]

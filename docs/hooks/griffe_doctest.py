@@ -5,8 +5,8 @@
   non-blank lines starting with ``>>>``) is wrapped in a ```` ```pycon ```` fence.
 - Sphinx roles (``:func:`pad_names```, ``:class:`~shapekit.ShapeError```) become code, linked to
   the name's API entry when it is a public name; a paragraph's closing ``::`` becomes ``:``.
-- An example's ``from shapekit._models import build_model`` reads ``from shapekit import
-  build_model`` when every name it imports is public there (it is the same object).
+- An example's ``from shapekit.lecture._models import build_model`` reads ``from shapekit.lecture
+  import build_model`` when every name it imports is public there (it is the same object).
 
 Loaded by mkdocs.yml (``extensions: - docs/hooks/griffe_doctest.py:DoctestFences``).
 """
@@ -20,19 +20,22 @@ import griffe
 
 _EXAMPLE = re.compile(r"^([ \t]*)>>>")
 _DIRECTIVE = re.compile(r"\s*# doctest: [+-][A-Z_, +-]+$")  # "# doctest: +ELLIPSIS": for doctest
-_PRIVATE_EXC = re.compile(r"^shapekit\._errors\.(ShapeError|PitfallWarning|DataError)\b")
+_PRIVATE_EXC = re.compile(r"^shapekit\.checking\._errors\.(ShapeError|PitfallWarning|DataError)\b")
 _ROLE = re.compile(r":(?:py:)?(?:func|class|meth|attr|mod|data|exc|obj|const):`([^`]+)`")
-_PRIVATE_IMPORT = re.compile(r"^(\s*(?:>>>|\.\.\.) from )shapekit\.(?:nn\.)?_\w+( import )(.+)$",
+_PRIVATE_IMPORT = re.compile(r"^(\s*(?:>>>|\.\.\.) from )shapekit\.(?:\w+\.)*_\w+( import )(.+)$",
                              re.M)
 
 
 def _public() -> dict[str, str]:
-    """Public short names -> their qualified names (``shapekit.X``, ``shapekit.nn.X``)."""
-    import shapekit
-    import shapekit.nn
+    """Public short names -> their qualified names (``shapekit.X``, ``shapekit.nn.X``,
+    ``shapekit.lecture.X``); a name public in several places keeps the shortest."""
+    import importlib
 
-    names = {n: f"shapekit.{n}" for n in shapekit.__all__}
-    names.update({n: f"shapekit.nn.{n}" for n in shapekit.nn.__all__})
+    names: dict[str, str] = {}
+    for surface in ("shapekit", "shapekit.nn", "shapekit.lecture", "shapekit.lecture.runs",
+                    "shapekit.pytest"):
+        for n in importlib.import_module(surface).__all__:
+            names.setdefault(n, f"{surface}.{n}")
     return names
 
 
@@ -62,13 +65,14 @@ def render_roles(text: str, public: dict[str, str]) -> str:
 
 
 def public_imports(text: str, public: dict[str, str]) -> str:
-    """``from shapekit._x import a, b`` in an example -> ``from shapekit import a, b`` when both
-    are public top-level names."""
+    """``from shapekit.lecture._x import a, b`` in an example -> ``from shapekit.lecture import a,
+    b`` when both are public names of one surface."""
 
     def fix(match: re.Match) -> str:
         names = [n.strip() for n in match.group(3).split(",")]
-        if all(public.get(n, "").count(".") == 1 for n in names):
-            return f"{match.group(1)}shapekit{match.group(2)}{match.group(3)}"
+        surfaces = {public.get(n, "").rpartition(".")[0] for n in names}
+        if len(surfaces) == 1 and "" not in surfaces:
+            return f"{match.group(1)}{surfaces.pop()}{match.group(2)}{match.group(3)}"
         return match.group(0)
 
     return _PRIVATE_IMPORT.sub(fix, text)
@@ -80,7 +84,7 @@ def fence_doctests(text: str) -> str:
     ``"Add.\\n\\n>>> 1 + 1\\n2\\n\\nDone."`` becomes the same text with a ```` ```pycon ````
     line before ``>>> 1 + 1`` and a ```` ``` ```` line after ``2``; ``<BLANKLINE>`` becomes a
     blank line, ``# doctest:`` directives are dropped, and a traceback's
-    ``shapekit._errors.ShapeError`` reads ``shapekit.ShapeError`` (the same class).
+    ``shapekit.checking._errors.ShapeError`` reads ``shapekit.ShapeError`` (the same class).
     """
     out: list[str] = []
     lines = text.splitlines()

@@ -235,6 +235,11 @@ def render_lesson(script: Path, cells: list[dict], seconds: float) -> str:
                 f"when this site was built ({seconds:.1f} s on the build machine).")
     body = f"{intro}\n\n{run_line}" if intro else run_line
     parts.append(f'!!! abstract "lessons/{script.name}"\n\n' + _indent(body))
+    if used_fallback(cells):
+        log.warning("lesson %s ran on the fallback names: its page says so; build with "
+                    "SHAPEKIT_NAMES=/path/to/names.txt for the lecture's data", script.name)
+        parts.append('!!! warning "Built on the fallback names, not the lecture\'s data"\n\n'
+                     + _indent(FALLBACK_WARNING.format(name=script.name)))
     stem = script.stem
     parts.append(
         f'[:material-notebook: Open as a notebook]({stem}.ipynb){{ download="{stem}.ipynb" }} · '
@@ -255,6 +260,21 @@ def render_lesson(script: Path, cells: list[dict], seconds: float) -> str:
         if word in script.stem:
             parts.append(f"## In one picture\n\n{caption}\n\n![{caption}](../figures/{figure})")
     return "\n\n".join(parts) + "\n"
+
+
+FALLBACK_WARNING = (
+    "The machine that built this page had no copy of makemore's `names.txt` and no network, so "
+    "this lesson ran on the first names shipped by the `names` package instead: its losses, "
+    "samples and figures differ from the lecture's. Run `python lessons/{name}` with "
+    "`SHAPEKIT_NAMES=/path/to/names.txt` (or online) for the lecture's numbers."
+)
+
+
+def used_fallback(cells: list[dict]) -> bool:
+    """Whether a lesson's run used the offline fallback names (some cell printed the notice)."""
+    from shapekit.lecture.runs import FALLBACK_NOTICE
+
+    return any(FALLBACK_NOTICE in cell.get("output", "") for cell in cells)
 
 
 def _docstring(source: str) -> str:

@@ -116,13 +116,15 @@ API_TOPICS = {
     "debug": ("Explain and detect", "Torch's shape errors explained; silent shape bugs found.",
               ["explain", "detect", "RULES", "DOCS_URL"]),
     "pytest": ("The pytest plugin", "`--shapekit` and `--shapekit-packages` in your test suite.",
-               ["shapekit.pytest_plugin"]),
+               ["shapekit.pytest.plugin", "shapekit.pytest.Shapes"]),
     "lecture": ("The lecture", "makemore part 5's data, models, training, sampling and its "
                 "convolutional form.",
-                ["VOCAB", "itos", "stoi", "encode", "decode", "load_names", "read_names_file",
-                 "Names", "split_words", "build_dataset", "make_splits", "Splits", "ROWS",
-                 "ModelSpec", "build_model", "train", "TrainResult", "evaluate", "sample",
-                 "ConvWaveNet", "to_conv", "pad_names", "windows_loop"]),
+                [f"shapekit.lecture.{n}" for n in (
+                    "VOCAB", "itos", "stoi", "encode", "decode", "load_names", "read_names_file",
+                    "Names", "split_words", "build_dataset", "make_splits", "Splits", "ROWS",
+                    "ModelSpec", "build_model", "BuggyBatchNorm1d", "train", "TrainResult",
+                    "evaluate", "sample", "ConvWaveNet", "to_conv", "pad_names", "windows_loop",
+                    "runs")]),
 }
 
 
@@ -157,12 +159,13 @@ def api_topic(topic: str) -> str:
 
 
 def public_names() -> list[str]:
-    """Every public name: ``shapekit.__all__`` and ``shapekit.nn.__all__``, qualified."""
-    import shapekit
-    import shapekit.nn
+    """Every public name: the ``__all__`` of ``shapekit``, ``shapekit.nn``, ``shapekit.lecture``
+    and ``shapekit.pytest``, qualified (the subpackages themselves are not names to document)."""
+    import importlib
 
-    return ([f"shapekit.{n}" for n in shapekit.__all__ if n != "nn"]
-            + [f"shapekit.nn.{n}" for n in shapekit.nn.__all__])
+    surfaces = ("shapekit", "shapekit.nn", "shapekit.lecture", "shapekit.pytest")
+    return [f"{s}.{n}" for s in surfaces for n in importlib.import_module(s).__all__
+            if f"{s}.{n}" not in (*surfaces, "shapekit.lecture.runs")]
 
 
 def api_index() -> str:
@@ -236,7 +239,7 @@ def results(config: MkDocsConfig) -> str:
 
 def _row_order(png: Path) -> tuple[int, str]:
     """Per-row figures (``<row>-loss.png``) in the order of the lecture's table."""
-    from shapekit._models import ROWS
+    from shapekit.lecture._models import ROWS
 
     name = png.stem.removesuffix("-loss")
     order = list(ROWS)

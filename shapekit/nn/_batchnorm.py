@@ -7,8 +7,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from .. import _torch_compat as _compat
-from .._errors import ShapeError
-from .._shaped import Failure, shape_text, shaped
+from ..checking import Failure, ShapeError, shape_text, shaped
 from ._guards import dtype_error
 
 

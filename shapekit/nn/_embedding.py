@@ -7,9 +7,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from .. import _torch_compat as _compat
-from .._errors import ShapeError
-from .._modes import current_mode
-from .._shaped import Failure, shape_text, shaped
+from ..checking import Failure, ShapeError, current_mode, shape_text, shaped
 from ._guards import index_guard
 
 

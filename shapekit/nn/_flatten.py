@@ -7,8 +7,7 @@ from einops import rearrange
 from jaxtyping import Float
 from torch import Tensor
 
-from .._errors import ShapeError
-from .._shaped import shape_text, shaped
+from ..checking import ShapeError, shape_text, shaped
 
 
 class FlattenConsecutive(torch.nn.Module):

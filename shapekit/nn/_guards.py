@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 
 from .. import _torch_compat as _compat
-from .._errors import ShapeError
-from .._shaped import shape_text
+from ..checking import ShapeError, shape_text
 
 
 def cast_input(layer: torch.nn.Module, x: torch.Tensor, want: torch.dtype) -> torch.Tensor:

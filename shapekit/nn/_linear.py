@@ -6,7 +6,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from .._shaped import Failure, shape_text, shaped
+from ..checking import Failure, shape_text, shaped
 from ._guards import cast_input
 
 

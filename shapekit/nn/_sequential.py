@@ -6,8 +6,7 @@ from collections.abc import Iterable, Iterator
 
 import torch
 
-from .._errors import ShapeError
-from .._shaped import shape_text
+from ..checking import ShapeError, shape_text
 
 
 class Sequential(torch.nn.Module):

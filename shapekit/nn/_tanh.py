@@ -6,8 +6,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from .._errors import ShapeError
-from .._shaped import shape_text, shaped
+from ..checking import ShapeError, shape_text, shaped
 
 
 class Tanh(torch.nn.Module):

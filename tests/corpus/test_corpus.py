@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from shapekit import PitfallWarning
-from shapekit._detect import detect
+from shapekit.debug._detect import detect
 
 CASES = corpus_classic.CASES + corpus_transformers.CASES
 
