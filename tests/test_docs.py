@@ -130,13 +130,11 @@ def test_home_quick_start_is_the_readme_s(site: Path) -> None:
 @pytest.mark.docs
 @NEEDS_MKDOCS
 def test_api_pages_document_every_public_name_with_rendered_roles(site: Path) -> None:
-    import shapekit
-    import shapekit.nn
-
     pages = {p: p.read_text(encoding="utf-8") for p in (site / "api").rglob("index.html")}
     api = "".join(pages.values())
-    names = [f"shapekit.{n}" for n in shapekit.__all__ if n != "nn"]
-    names += [f"shapekit.nn.{n}" for n in shapekit.nn.__all__]
+    surfaces = ("shapekit", "shapekit.nn", "shapekit.lecture", "shapekit.pytest")
+    names = [f"{s}.{n}" for s in surfaces for n in importlib.import_module(s).__all__
+             if f"{s}.{n}" not in surfaces]
     missing = [name for name in names if f'id="{name}"' not in api]
     assert not missing, f"public names without API docs: {missing}"
     for page in pages:
@@ -144,7 +142,8 @@ def test_api_pages_document_every_public_name_with_rendered_roles(site: Path) ->
         roles = re.findall(r":(?:func|class|meth|attr|mod|data|exc):`", text)
         assert not roles, f"{page}: raw Sphinx roles {roles[:3]}"
         assert " ::" not in text and not re.search(r"\w::\s", text), f"{page}: a raw '::'"
-        assert "from shapekit.lecture._models import" not in text, f"{page}: a private import"
+        private = re.findall(r"from shapekit(?:\.\w+)*\._\w+ import", text)
+        assert not private, f"{page}: private imports {private[:3]}"
     # constants are described, not dumped (ROWS is a dict of 5 specs, RULES of every rule)
     assert "'view-transposes':" not in page_text(site / "api" / "debug" / "index.html")
 
@@ -252,20 +251,6 @@ def test_cell_runner_runs_cells_in_one_namespace_and_stops_at_a_failure(tmp_path
     assert "output" not in never
 
 
-def load_lessons_hook():
-    """docs/hooks/lessons.py as a module (its own imports resolve from docs/hooks/)."""
-    hooks = str(ROOT / "docs" / "hooks")
-    sys.path.insert(0, hooks)
-    try:
-        spec = importlib.util.spec_from_file_location("shapekit_docs_lessons_hook",
-                                                      ROOT / "docs" / "hooks" / "lessons.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(hooks)
-    return module
-
-
 LOADS_NAMES = '''"""A lesson that trains on the names.
 
 What it shows.
@@ -282,7 +267,7 @@ print(len(load_names().words) > 0)
 def test_a_lesson_page_built_on_the_fallback_names_says_so(tmp_path: Path, names: str) -> None:
     """Oracle: the real notice shapekit prints when it falls back (offline, no names.txt), as the
     cell runner captures it; a build with the lecture's file shows no warning."""
-    hook = load_lessons_hook()
+    hook = load_hook("lessons")
     script = tmp_path / "01_demo.py"
     script.write_text(LOADS_NAMES, encoding="utf-8")
     env = {**os.environ, "MPLBACKEND": "Agg", "SHAPEKIT_OFFLINE": "1",
@@ -301,3 +286,44 @@ def test_a_lesson_page_built_on_the_fallback_names_says_so(tmp_path: Path, names
     assert warned == (names == "fallback"), page
     if warned:
         assert "SHAPEKIT_NAMES=/path/to/names.txt" in page and "python lessons/01_demo.py" in page
+
+
+def load_hook(name: str):
+    """docs/hooks/<name>.py as a module (its own imports resolve from docs/hooks/)."""
+    hooks = str(ROOT / "docs" / "hooks")
+    sys.path.insert(0, hooks)
+    try:
+        spec = importlib.util.spec_from_file_location(f"shapekit_docs_{name}_hook",
+                                                      ROOT / "docs" / "hooks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(hooks)
+    return module
+
+
+@pytest.mark.docs
+@NEEDS_MKDOCS
+@pytest.mark.parametrize(("remote", "url"), [
+    ("git@github.com:someone/shapekit.git", "https://github.com/someone/shapekit"),
+    ("https://github.com/someone/shapekit.git", "https://github.com/someone/shapekit"),
+    ("ssh://git@gitlab.com/group/shapekit", "https://gitlab.com/group/shapekit"),
+    ("/work/main", None),
+    ("https://example.org/some/repo.git", None),
+])
+def test_the_site_links_its_repository_when_the_checkout_has_one(tmp_path, monkeypatch,
+                                                                 remote, url):
+    """Oracle: a real git checkout with that ``origin``; the material theme shows the repository,
+    view-source and edit links exactly when ``repo_url`` and ``edit_uri`` are set."""
+    from mkdocs.config import load_config
+
+    site = load_hook("site")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "remote", "add", "origin", remote], check=True)
+    (tmp_path / "mkdocs.yml").write_text("site_name: t\n", encoding="utf-8")
+    (tmp_path / "docs").mkdir()
+    monkeypatch.delenv("SHAPEKIT_REPO_URL", raising=False)
+    config = load_config(str(tmp_path / "mkdocs.yml"))
+    site.repo_links(config)
+    assert config.repo_url == url
+    assert config.edit_uri == ("edit/main/docs/" if url else None)

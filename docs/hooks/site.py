@@ -19,7 +19,9 @@ from __future__ import annotations
 import ast
 import json
 import logging
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import figures
@@ -56,7 +58,38 @@ def pitfall_pages(config: MkDocsConfig) -> list:
     return ["pitfalls/index.md", *({first_heading(p): f"pitfalls/{p.name}"} for p in rules)]
 
 
+def repository(remote: str) -> str | None:
+    """The web address of a git remote on GitHub, GitLab or Codeberg, else None.
+
+    >>> repository("git@github.com:someone/shapekit.git")
+    'https://github.com/someone/shapekit'
+    >>> repository("https://gitlab.com/someone/shapekit"), repository("/work/main")
+    ('https://gitlab.com/someone/shapekit', None)
+    """
+    match = re.fullmatch(r"(?:git@|ssh://git@|https://)(github\.com|gitlab\.com|codeberg\.org)"
+                         r"[:/]([\w.-]+/[\w.-]+?)(?:\.git)?/?", remote.strip())
+    return f"https://{match[1]}/{match[2]}" if match else None
+
+
+def repo_links(config: MkDocsConfig) -> None:
+    """Repository, "view source" and "edit this page" links for the published site: from
+    ``$SHAPEKIT_REPO_URL``, else the checkout's ``origin`` remote when it is on a code host. A
+    local clone builds without them (there is nowhere to link)."""
+    url = os.environ.get("SHAPEKIT_REPO_URL")
+    if not url:
+        try:
+            remote = subprocess.run(["git", "remote", "get-url", "origin"], cwd=root(config),
+                                    capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            remote = ""
+        url = repository(remote) if remote else None
+    if url and not config.repo_url:
+        config.repo_url = url.rstrip("/")
+        config.edit_uri = "edit/main/docs/"
+
+
 def on_config(config: MkDocsConfig) -> MkDocsConfig:
+    repo_links(config)
     for item in config.nav or []:
         if isinstance(item, dict) and "Pitfalls" in item:
             item["Pitfalls"] = pitfall_pages(config)
