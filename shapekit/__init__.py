@@ -6,9 +6,10 @@
 torch.Size([4, 2])
 
 The tool lives here: the checked layers (``shapekit.nn``), checking (``ShapeError``, ``@shaped``,
-the check modes), ``trace``, ``explain`` and ``detect``. The lecture's own names (the names data
-set, its models, training and sampling) are in :mod:`shapekit.lecture`. Each name is defined in a
-subpackage (``shapekit.checking``, ``shapekit.debug``, ``shapekit.lecture``, ``shapekit.cli``,
+the check modes), ``trace``, ``explain``, ``detect`` and ``observe`` (for ``shapekit annotate``).
+The lecture's own names (the names data set, its models, training and sampling) are in
+:mod:`shapekit.lecture`. Each name is defined in a subpackage (``shapekit.checking``,
+``shapekit.debug``, ``shapekit.lecture``, ``shapekit.annotate``, ``shapekit.cli``,
 ``shapekit.pytest``) and loads on first use, so ``import shapekit`` does not import torch.
 """
 
@@ -23,14 +24,15 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DOCS_URL", "RULES", "DataError", "PitfallWarning", "Row", "ShapeError", "Trace", "checks",
-    "detect", "explain", "get_checks", "lecture", "nn", "print_trace", "set_checks", "shaped",
-    "trace",
+    "detect", "explain", "get_checks", "lecture", "nn", "observe", "print_trace", "set_checks",
+    "shaped", "trace",
 ]
 
 __getattr__, __dir__ = lazy_names(__name__, {
     "nn": ".nn",
     "lecture": ".lecture",
     "shaped": ".checking",
+    "observe": ".annotate",
     **dict.fromkeys(("DOCS_URL", "RULES", "Row", "Trace", "detect", "explain", "print_trace",
                      "trace"), ".debug"),
 })
@@ -52,5 +54,6 @@ def unload_ipython_extension(ipython) -> None:
 
 if TYPE_CHECKING:
     from . import lecture, nn
+    from .annotate import observe
     from .checking import shaped
     from .debug import DOCS_URL, RULES, Row, Trace, detect, explain, print_trace, trace

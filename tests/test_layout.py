@@ -18,7 +18,7 @@ import shapekit
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "shapekit"
-SUBPACKAGES = ("checking", "nn", "debug", "lecture", "cli", "pytest")
+SUBPACKAGES = ("checking", "nn", "debug", "lecture", "annotate", "cli", "pytest")
 # top-level private modules every subpackage may use: the one home of private torch/jaxtyping/
 # beartype API, and the lazy-surface helper
 SHARED = {"shapekit._torch_compat", "shapekit._lazy"}
@@ -96,8 +96,9 @@ ALLOWED = {
     "nn": {"checking"},
     "debug": {"checking", "nn"},
     "lecture": {"checking", "nn"},
-    "pytest": {"checking", "debug"},
-    "cli": {"checking", "nn", "debug", "lecture"},
+    "annotate": {"checking"},
+    "pytest": {"checking", "debug", "annotate"},
+    "cli": {"checking", "nn", "debug", "lecture", "annotate"},
 }
 
 

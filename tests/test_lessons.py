@@ -29,6 +29,7 @@ KEY_LINES = {
     "05_batchnorm_layouts": "torch: running_mean should contain 4 elements not 68",
     "06_batchnorm_one_example": "torch:    Expected more than 1 value per channel when training",
     "09_finding_bugs": "PitfallWarning [view-transposes]",
+    "10_annotate": "ShapeError: Attention expected x: (batch, time, 32 = n_embd), got (2, 5, 16)",
 }
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from shapekit import ShapeError, checks
-from shapekit.pytest._import_hook import Instrumenter
+from shapekit.checking._import_hook import Instrumenter
 
 GEOMETRY = '''
 from __future__ import annotations  # string annotations must work too

@@ -150,6 +150,10 @@ API_TOPICS = {
               ["explain", "detect", "RULES", "DOCS_URL"]),
     "pytest": ("The pytest plugin", "`--shapekit` and `--shapekit-packages` in your test suite.",
                ["shapekit.pytest.plugin", "shapekit.pytest.Shapes"]),
+    "annotate": ("Annotate", "Annotations inferred from observed runs, written into the code.",
+                 ["shapekit.annotate", "observe", "shapekit.annotate.infer",
+                  "shapekit.annotate.annotate", "shapekit.annotate.report",
+                  "shapekit.annotate.Observations", "shapekit.annotate.FunctionAnnotations"]),
     "lecture": ("The lecture", "makemore part 5's data, models, training, sampling and its "
                 "convolutional form.",
                 [f"shapekit.lecture.{n}" for n in (

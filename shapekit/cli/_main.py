@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sample": ("shapekit.cli._cmd_sample", "print names sampled from a trained run"),
     "reproduce": ("shapekit.cli._cmd_reproduce", "train all five rows and write the results table"),
     "trace": ("shapekit.cli._cmd_trace", "print the per-layer shape table of the lecture's models"),
+    "annotate": ("shapekit.cli._cmd_annotate", "write jaxtyping annotations inferred from runs"),
     "completion": ("shapekit.cli._cmd_completion", "print a bash or zsh tab-completion script"),
 }
 

@@ -2,6 +2,7 @@
 
     pytest --shapekit                      # every test inside shapekit.detect(strict=True)
     pytest --shapekit-packages=mypkg       # jaxtyping annotations in mypkg checked at run time
+    pytest --shapekit-infer=mypkg          # record shapes in mypkg for `shapekit annotate mypkg`
     pytest -p no:shapekit                  # the plugin off altogether
 
 Without an option, a ``@pytest.mark.shapekit`` marker or the ``shapes`` fixture it does nothing:
@@ -21,7 +22,7 @@ import pytest
 from ..checking import ShapeError
 
 if TYPE_CHECKING:
-    from ._import_hook import Instrumenter
+    from ..checking import Instrumenter
     from ._shapes import Shapes
 
 _PACKAGE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
@@ -57,11 +58,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(beartype, shapekit's messages and check mode: SHAPEKIT_CHECKS=always checks every "
         "call); e.g. --shapekit-packages=mypkg",
     )
+    group.addoption(
+        "--shapekit-infer",
+        metavar="PKG[,PKG...]",
+        help="record the shapes and dtypes of tensors passed to and returned by every function "
+        "of these packages, into .shapekit/observations.json, for 'shapekit annotate PKG'",
+    )
 
 
 def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     # Runs before any conftest.py, so the packages conftests import are instrumented as they load.
     settings = early_config.stash.setdefault(_SETTINGS, _Settings())
+    infer = early_config.known_args_namespace.shapekit_infer
+    if infer is not None:  # shapekit.annotate registers its own hooks for the recording
+        from ..annotate import start_pytest_recording
+
+        start_pytest_recording(early_config, infer)
     value = early_config.known_args_namespace.shapekit_packages
     if value is None:
         return
@@ -73,8 +85,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
             f"names, got {', '.join(map(repr, bad)) or 'none'}; "
             "fix: --shapekit-packages=mypkg or --shapekit-packages=mypkg,mypkg.models"
         )
-    from ..checking import get_checks, set_checks
-    from ._import_hook import Instrumenter
+    from ..checking import Instrumenter, get_checks, set_checks
 
     if get_checks() == "off":  # SHAPEKIT_CHECKS=off would silence the checks asked for here
         settings.previous_mode = set_checks("once")
@@ -86,6 +97,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", _MARKER)
     settings = config.stash.setdefault(_SETTINGS, _Settings())
     settings.detect = config.getoption("shapekit")
+    if config.getoption("shapekit_infer"):  # started in time?
+        from ..annotate import check_pytest_recording
+
+        check_pytest_recording(config)
     if config.getoption("shapekit_packages") and settings.instrumenter is None:
         raise pytest.UsageError(
             "--shapekit-packages needs the plugin loaded before conftest.py files, got it loaded "

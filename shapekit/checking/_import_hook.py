@@ -118,7 +118,7 @@ class Instrumenter:
 
     def _wrap(self, fn: Any) -> Any:
         """One wrapper per function, however many names it goes by."""
-        from ..checking import shaped
+        from ._shaped import shaped
 
         if id(fn) not in self._wrappers:
             self._wrappers[id(fn)] = shaped(fn)
@@ -146,7 +146,7 @@ def _has_array_hint(fn: Any) -> bool:
 
 
 def _contains_array(hint: Any) -> bool:
-    from ..checking import is_array_hint
+    from ._shaped import is_array_hint
 
     return is_array_hint(hint) or any(_contains_array(arg) for arg in typing.get_args(hint))
 
@@ -169,11 +169,11 @@ class Finder:
         else:
             return None
         if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-            spec.loader = _Loader(spec.loader, self._instrumenter)
+            spec.loader = Loader(spec.loader, self._instrumenter)
         return spec
 
 
-class _Loader:
+class Loader:
     """The module's own loader, plus instrumenting once the module body has run."""
 
     def __init__(self, loader: Any, instrumenter: Instrumenter) -> None:
