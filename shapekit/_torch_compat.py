@@ -1,8 +1,8 @@
 """Every use of a torch API that is private or newer than the oldest torch shapekit supports.
 
 shapekit's own code asks the questions below; only this module knows how each torch answers
-them. Tested on torch 2.4.1 (the oldest supported, see ``.ci/compat``) and 2.13.0. Each function
-falls back to a safe answer when the API it uses is missing.
+them. Tested on torch 2.7.0 (the oldest supported, see ``.ci/compat``), 2.13.0 and 2.14.1. Each
+function falls back to a safe answer when the API it uses is missing.
 
 >>> import torch
 >>> values_visible(torch.arange(3)), values_visible(torch.empty(3, device="meta"))
@@ -35,6 +35,7 @@ __all__ = [
     "exit_bindings",
     "is_compiling",
     "is_vmapped",
+    "memo_stack",
     "no_torch_function",
     "run_outside_graph",
     "storage_owner",
@@ -156,6 +157,26 @@ def _local() -> Any:
 def _top() -> tuple:
     stack = getattr(_local(), "memo_stack", None)
     return stack[-1] if stack else ({}, {}, {}, {})
+
+
+def memo_stack() -> list:
+    """This thread's stack of jaxtyping memos, each ``(single, variadic, pytree, arguments)``;
+    a trusted "once" call pushes one and pops it (the hot path, so no helper runs per call).
+
+    >>> isinstance(memo_stack(), list)
+    True
+    """
+    global _STORAGE
+    try:
+        return _STORAGE.memo_stack
+    except AttributeError:  # the first call in this thread (or of all: _STORAGE is None)
+        _STORAGE = _local()
+        if not hasattr(_STORAGE, "memo_stack"):
+            _STORAGE.memo_stack = []
+        return _STORAGE.memo_stack
+
+
+_STORAGE: Any = None  # _local(), looked up at the first use: jaxtyping is imported only then
 
 
 def current_bindings() -> tuple[dict, dict, dict]:
@@ -313,8 +334,7 @@ def compiled_failure(err: BaseException) -> CompiledFailure | None:
     if not type(err).__module__.startswith("torch._dynamo"):
         return None
     inner = err.__context__ or err.__cause__
-    while inner is not None and (type(inner).__module__.startswith("torch._dynamo")
-                                 or str(inner).startswith("Dynamo failed")):
+    while inner is not None and _is_dynamo_wrapper(inner):
         inner = inner.__context__ or inner.__cause__
     if inner is None:
         return None
@@ -328,6 +348,46 @@ def compiled_failure(err: BaseException) -> CompiledFailure | None:
         tb = tb.tb_next
     if summary is None or not summary.lineno:
         return CompiledFailure(inner, None, None, None, None, "", traced)
-    return CompiledFailure(inner, summary.filename, summary.lineno,
-                           getattr(summary, "colno", None), getattr(summary, "end_colno", None),
-                           summary.name, traced)
+    columns = (getattr(summary, "colno", None), getattr(summary, "end_colno", None))
+    if None in columns:  # torch < 2.14 leaves them off the summary
+        columns = _dynamo_columns(err, summary.lineno) or (None, None)
+    return CompiledFailure(inner, summary.filename, summary.lineno, *columns, summary.name, traced)
+
+
+def _is_dynamo_wrapper(err: BaseException) -> bool:
+    """Whether ``err`` is one of the errors ``torch.compile`` wraps a torch error in on its way
+    out: its own classes, and the ``RuntimeError`` it re-raises the error inside ("Dynamo failed
+    to run FX node ..." on torch 2.14, "Failed running call_function ..." on torch 2.5 - 2.6).
+    Tested on torch 2.5.1, 2.6.0, 2.7.0 and 2.14.1.
+
+    >>> _is_dynamo_wrapper(RuntimeError("a and b must have same reduction dim"))
+    False
+    """
+    if type(err).__module__.startswith("torch._dynamo"):
+        return True
+    message = str(err)
+    return message.startswith("Dynamo failed") or (
+        type(err) is RuntimeError and message.startswith("Failed running ")
+    )
+
+
+def _dynamo_columns(err: BaseException, lineno: int) -> tuple[int, int] | None:
+    """The columns (start, end) on line ``lineno`` of the instruction dynamo was tracing when
+    ``torch.compile`` raised ``err``, or None. torch 2.14 puts them on the error's frame summary;
+    older versions leave them out there, so they are read from the tracer's current instruction.
+    Private: ``InstructionTranslator.current_instruction.positions``, tested on torch 2.5.1,
+    2.6.0, 2.7.0 and 2.14.1.
+
+    >>> _dynamo_columns(RuntimeError("not from torch.compile"), 1) is None
+    True
+    """
+    found = None
+    tb = err.__traceback__
+    while tb is not None:
+        instruction = getattr(tb.tb_frame.f_locals.get("self"), "current_instruction", None)
+        at = getattr(instruction, "positions", None)
+        if (at is not None and at.lineno == at.end_lineno == lineno
+                and at.col_offset is not None and at.end_col_offset is not None):
+            found = (at.col_offset, at.end_col_offset)  # the innermost tracer's wins
+        tb = tb.tb_next
+    return found
