@@ -147,7 +147,9 @@ def main() -> None:
         args.steps,
         [("explain / plain   (target <= 1.05)", "explain()", "plain"),
          ("detect / plain    (target <= 1.3)", "detect()", "plain"),
-         ("bare mode / plain", "bare TorchFunctionMode (reference)", "plain")],
+         ("bare mode / plain", "bare TorchFunctionMode (reference)", "plain"),
+         ("detect / bare mode (detect's own work)", "detect()",
+          "bare TorchFunctionMode (reference)")],
     )
     torch.manual_seed(1337)
     gpt = GPT()
@@ -168,7 +170,9 @@ def main() -> None:
         n,
         [("explain / plain   (target <= 1.05)", "explain()", "plain"),
          ("detect / plain    (target <= 1.3)", "detect()", "plain"),
-         ("bare mode / plain", "bare TorchFunctionMode (reference)", "plain")],
+         ("bare mode / plain", "bare TorchFunctionMode (reference)", "plain"),
+         ("detect / bare mode (detect's own work)", "detect()",
+          "bare TorchFunctionMode (reference)")],
     )
 
 

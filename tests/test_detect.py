@@ -936,6 +936,15 @@ def test_ops_inside_libraries_are_not_the_users_bugs():
     silent(lambda: sk.FlattenConsecutive(2)(torch.randn(B, T, C)))
 
 
+def test_an_axis_a_library_adds_on_purpose_still_counts():
+    # Rules that only report skip the calls a library makes (they are never the user's line), but
+    # the ones that remember an axis added on purpose see them: einops' column is as deliberate
+    # as v[:, None], so the outer difference below is silent; a column by accident is not.
+    v = torch.randn(T)
+    silent(lambda: rearrange(v, "n -> n 1") - v)
+    one(lambda: torch.randn(T, 1) - v, "broadcast-n-by-n")
+
+
 # --- a corpus of correct code: silent under detect() -------------------------------------------
 
 

@@ -15,8 +15,9 @@ Each finding is a :class:`PitfallWarning` (``.rule`` is the rule id, see :data:`
 the user's file:line, once per rule and line per block; ``detect(strict=True)`` raises
 :class:`ShapeError` instead. Inside the block a ``torch.overrides.TorchFunctionMode`` sees every
 torch call (the per-op detectors in :mod:`shapekit.debug._detectors`, looked up by function: a
-tensor attribute read returns after one set look-up, an op without a rule after two dictionary
-look-ups; frames are walked only once a rule's cheap precondition holds). It also sees
+call without a rule, tensor attribute reads included, costs one dictionary look-up; a rule that
+only reports skips the calls a library's own code makes; frames are walked only once a rule's
+cheap precondition holds). It also sees
 ``torch.nn.BatchNorm1d`` and ``torch.nn.Conv1d`` inputs (``F.batch_norm``, ``conv1d``), and
 torch's global buffer and parameter registration hooks see buffers being replaced; no hook runs
 per forward, so modules keep torch's fast call path. All of it is removed on exit.
@@ -33,7 +34,7 @@ import threading
 import warnings
 import weakref
 from contextlib import ContextDecorator
-from types import FrameType
+from types import FrameType, MappingProxyType
 from typing import Any
 
 import torch
@@ -43,7 +44,7 @@ from torch.overrides import TorchFunctionMode
 from .. import _torch_compat as _compat
 from ..checking import PitfallWarning, ShapeError, shape_error_like, shape_text
 from . import _detectors
-from ._detectors import CHECKS
+from ._detectors import CHECKS, MARKS
 from ._explain import explain_error
 from ._frames import expression, is_user_file, op_text, user_frame, where
 from ._operands import MISSING, evaluate, locate
@@ -75,6 +76,7 @@ class _State:
         self.assigned: set[tuple[int, str]] = set()  # buffers already reported at an assignment
         self.func: Any = None  # the torch call being checked
         self.nan_sources: list[ShapeError] = []  # findings whose result is NaN, for later errors
+        self.mode: _Mode | None = None  # the function mode watching the block
 
     # -- what the detectors remember ----------------------------------------------------------
 
@@ -208,56 +210,116 @@ def _called(func: ast.expr, frame: FrameType) -> Any:
 
 
 # Tensor attribute reads and writes (``x.shape``, ``p.grad = None``): most of the torch calls a
-# training step makes; no rule looks at them, so they leave the mode first.
+# training step makes. Only ``p.data = ...`` has a rule; the others take the no-rule path and are
+# told apart (from ops) only where that matters: an error, or an explicit tensor as operand.
 _DATA_SET = torch.Tensor.data.__set__  # p.data = ...: the one a rule looks at
 _ATTRIBUTES = _compat.tensor_attribute_accessors() - {_DATA_SET}
+_NO_KWARGS: Any = MappingProxyType({})  # what a detector sees for a call without keywords
 
 
 class _Mode(TorchFunctionMode):
-    """Sees every torch call in the block: runs it, then the detectors registered for it. An op
-    without a rule costs a set and a dictionary look-up; frames are walked only by a rule."""
+    """Sees every torch call in the block. A call without a rule (most are tensor attribute reads)
+    costs one dictionary look-up (:data:`_RULES`, keyed by function) and two truth tests; a call
+    with rules runs them, and each tests its cheap preconditions first; frames are walked only by
+    a rule about to report. ``state``: the innermost block's (nested blocks share
+    the outermost block's mode)."""
+
+    def __init__(self, state: _State) -> None:
+        super().__init__()
+        self.state = state
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func in _ATTRIBUTES:
-            return func(*args, **kwargs) if kwargs else func(*args)
-        state = getattr(_local, "state", None)
-        if state is None:  # a thread that inherited the mode (autograd); its block is elsewhere
-            return func(*args, **kwargs) if kwargs else func(*args)
-        before = _BEFORE.get(func)
-        if before is not None:  # rules on a call's inputs, checked before torch may raise
-            _run(state, before, func, args, kwargs or {}, None)
+        rules = _RULES.get(func)  # None: no rule (most calls: x.shape, p.grad = None, tanh ...)
+        if rules is not None and rules[0] and not _library_call(func):
+            _before(rules[0], func, args, kwargs)
         try:
             out = func(*args, **kwargs) if kwargs else func(*args)
         except Exception as err:
-            if getattr(err, "_shapekit_call", None) is None:
-                # for explain_error: the exact operands
-                err._shapekit_call = (func, args, kwargs or {})
+            _record(err, func, args, kwargs)
             raise
+        state = self.state
         explicit = state.explicit
-        if explicit and type(out) is torch.Tensor and args:
-            # x[:, None].float(), x[:, None] * 2: still the column made on purpose
-            for arg in args if len(args) < 3 else args[:2]:
-                if id(arg) in explicit and arg.shape == out.shape and state.is_explicit(arg):
-                    state.mark_explicit(out)
-                    break
-        checks = CHECKS.get(func)
-        if checks is not None:
-            _run(state, checks, func, args, kwargs or {}, out)
+        if explicit and type(out) is _Tensor and args and (
+            id(args[0]) in explicit or (len(args) > 1 and id(args[1]) in explicit)
+        ):
+            _keep_explicit(func, args, out)
+        if rules is None or getattr(_local, "state", None) is not state:
+            return out  # no rule, or a thread that inherited the mode (autograd): not watched
+        if rules[2] and _library_call(func):
+            return out  # rules that only report, on a call a library made: never reported
+        state.func = func
+        kw = kwargs or _NO_KWARGS
+        for check in rules[1]:
+            try:
+                check(state, func, args, kw, out)
+            except (ShapeError, PitfallWarning):  # a finding: strict, or warnings as errors
+                raise
+            except Exception as bug:
+                _failed(check, func, bug, 3)
         return out
 
 
-def _run(state: _State, checks: tuple, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
-    """Run a call's detectors; a detector's own failure warns and never breaks the user's code."""
+_Tensor = torch.Tensor
+
+
+def _library_call(func: Any) -> bool:
+    """True when the torch call ``func`` being handled was made by a library's own code
+    (shapekit.nn, an optimizer, einops): ``_op_caller`` would find no user frame for it, so a rule
+    that only reports has nothing to do. Decided by the calling file, cached; False when the
+    caller is torch's dispatch machinery or ``torch.nn`` calling ``F.*`` for the user."""
+    code = sys._getframe(2).f_code  # _library_call <- __torch_function__ <- the call
+    library = _LIBRARY.get(code.co_filename)
+    if library is None:
+        name = code.co_filename
+        library = _LIBRARY[name] = not (
+            name in _MACHINERY or name.startswith(_TORCH_MODULES) or is_user_file(name)
+        )
+    return library and code is not getattr(func, "__code__", None)
+
+
+_LIBRARY: dict[str, bool] = {}  # file name -> a library's code (see _library_call)
+
+
+def _before(checks: tuple, func: Any, args: tuple, kwargs: dict | None) -> None:
+    """The rules on a call's inputs, run before it: torch may raise on them, or change them."""
+    state = getattr(_local, "state", None)
+    if state is None:  # a thread that inherited the mode (autograd); its block is elsewhere
+        return
     state.func = func
     for check in checks:
         try:
-            check(state, func, args, kwargs, out)
-        except (ShapeError, PitfallWarning):  # a finding: strict, or warnings as errors
+            check(state, func, args, kwargs or _NO_KWARGS, None)
+        except (ShapeError, PitfallWarning):
             raise
         except Exception as bug:
-            warnings.warn(f"shapekit.detect(): {check.__name__} failed on "
-                          f"{getattr(func, '__name__', func)}: {bug!r} (please report it)",
-                          RuntimeWarning, stacklevel=3)
+            _failed(check, func, bug, 4)
+
+
+def _record(err: Exception, func: Any, args: tuple, kwargs: dict | None) -> None:
+    """Keep the failing call's exact operands on the error, for ``explain_error``."""
+    if getattr(err, "_shapekit_call", None) is None and func not in _ATTRIBUTES:
+        err._shapekit_call = (func, args, kwargs or {})  # type: ignore[attr-defined]
+
+
+def _keep_explicit(func: Any, args: tuple, out: torch.Tensor) -> None:
+    """``x[:, None].float()``, ``x[:, None] * 2``: still the column made on purpose (called when
+    one of the first two operands may be such a tensor)."""
+    state = getattr(_local, "state", None)
+    if state is None or func in _ATTRIBUTES:  # another thread's call; an attribute read
+        return
+    explicit = state.explicit
+    for arg in args[:2]:
+        if id(arg) in explicit and arg.shape == out.shape and state.is_explicit(arg):
+            state.mark_explicit(out)
+            return
+
+
+def _failed(check: Any, func: Any, bug: Exception, stacklevel: int) -> None:
+    """A detector's own failure warns (at the user's line: ``stacklevel`` frames up from the
+    caller of this function) and never breaks the user's code."""
+    warnings.warn(f"shapekit.detect(): {check.__name__} failed on "
+                  f"{getattr(func, '__name__', func)}: {bug!r} (please report it)",
+                  RuntimeWarning, stacklevel=stacklevel + 1)
 
 
 # --- module hooks and buffer assignments ------------------------------------------------------
@@ -410,6 +472,12 @@ _LAYER_FUNCS = frozenset({torch.conv1d})  # builtins a torch module calls for th
 # BatchNorm1d given (N, L, C) with L != C), or the call changes them (p.data = ...).
 _BEFORE = {F.batch_norm: (_batchnorm_op,), torch.conv1d: (_conv1d_op,),
            _DATA_SET: (_data_assigned,)}
+# Every function with a rule -> (its rules before the call, its rules after it, whether all of
+# them only report: none remembers anything, see MARKS); any other function runs unlooked at.
+_RULES = {
+    func: (_BEFORE.get(func, ()), after, not MARKS.intersection(after))
+    for func in {**CHECKS, **_BEFORE} for after in [CHECKS.get(func, ())]
+}
 
 
 class _Hooks:
@@ -480,14 +548,19 @@ class detect(ContextDecorator):
         self._mode = None
         if self._previous is None:  # nested blocks share the outer block's mode and hooks
             _Hooks.install()
-            self._mode = _Mode()
+            self._mode = self._state.mode = _Mode(self._state)
             self._mode.__enter__()
+        else:  # the outer block's mode watches for this block until it ends
+            self._state.mode = self._previous.mode
+            self._state.mode.state = self._state
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if self._mode is not None:
             self._mode.__exit__(None, None, None)
             _Hooks.remove()
+        else:
+            self._state.mode.state = self._previous
         state, self._state = self._state, None
         _local.state = self._previous
         self.findings = state.findings

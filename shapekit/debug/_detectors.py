@@ -10,6 +10,7 @@ nothing rather than guess.
 from __future__ import annotations
 
 import ast
+import functools
 import math
 from collections.abc import Callable
 from types import FrameType
@@ -25,7 +26,7 @@ from ._frames import assigned_attribute, expression
 from ._operands import MISSING, evaluate
 from ._pitfalls import reorder_fix, strip_leading_ones
 
-__all__ = ["CHECKS", "REVERSED", "Reporter"]
+__all__ = ["CHECKS", "MARKS", "REVERSED", "Reporter"]
 
 Build = Callable[[list[str], str], tuple[str, str, str, str]]  # -> expected, got, note, fix
 
@@ -67,28 +68,56 @@ def _operand(text: str) -> str:
     return text if isinstance(node, simple) else f"({text})"
 
 
-def _without_ones(shape: torch.Size) -> tuple[int, ...]:
+def _without_ones(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(s for s in shape if s != 1)
+
+
+def _cached(fn: Callable) -> Callable:
+    """``fn`` of shapes (and other hashable values), remembered: a training loop asks the same
+    question every step. Unhashable arguments (symbolic sizes) are answered uncached."""
+    remembered = functools.lru_cache(maxsize=4096)(fn)
+
+    @functools.wraps(fn)
+    def call(*args: Any) -> Any:
+        try:
+            return remembered(*args)
+        except TypeError:
+            return fn(*args)
+
+    return call
 
 
 # --- view-transposes -------------------------------------------------------------------------
 
 
+_ADDS_ONES = object()  # a view that only adds size-1 axes
+
+
+@_cached
+def _view_verdict(a: tuple[int, ...], b: tuple[int, ...]) -> Any:
+    """What a view/reshape from shape ``a`` to ``b`` is: ``_ADDS_ONES`` (``x.view(-1, 1)``),
+    the fix chain of a reordering (see ``reorder_fix``), or None (an honest merge or split)."""
+    if len(b) > len(a) and _without_ones(b) == _without_ones(a):
+        return _ADDS_ONES
+    if 0 in a:
+        return None
+    return reorder_fix(tuple(a), tuple(b))
+
+
 def _view(state: Reporter, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
     x = args[0] if args else kwargs.get("input")
-    if not isinstance(x, Tensor) or not isinstance(out, Tensor) or out.shape == x.shape:
+    if not isinstance(x, Tensor) or not isinstance(out, Tensor):
         return
-    if len(args) == 2 and isinstance(args[1], torch.dtype):  # x.view(torch.int32): a dtype view
-        return
-    if out.ndim > x.ndim and _without_ones(out.shape) == _without_ones(x.shape):
+    a, b = x.shape, out.shape
+    if a == b or (len(args) == 2 and isinstance(args[1], torch.dtype)):
+        return  # x.view(torch.int32): a dtype view
+    chain = _view_verdict(a, b)
+    if chain is _ADDS_ONES:
         state.mark_explicit(out)  # x.view(-1, 1): a size-1 axis added on purpose
         return
-    a, b = tuple(x.shape), tuple(out.shape)
-    if 0 in a:
-        return
-    chain = reorder_fix(a, b)
     if chain is None:
         return
+    a, b = tuple(a), tuple(b)
 
     def build(names: list[str], callee: str) -> tuple[str, str, str, str]:
         x_ = _operand(names[0])
@@ -126,27 +155,34 @@ def _pair(args: tuple, kwargs: dict) -> tuple[Any, Any]:
 
 
 def _elementwise(state: Reporter, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
-    a, b = _pair(args, kwargs)
-    if not (isinstance(a, Tensor) and isinstance(b, Tensor)):
-        return
-    reverse = func in REVERSED
+    a, b = args if len(args) == 2 else _pair(args, kwargs)  # x * y, the common form, first
+    # x * 2 (a scalar) broadcasts nothing; operands of one rank can only misalign a reduction
+    if isinstance(b, Tensor) and isinstance(a, Tensor) and (state.reduced or a.ndim != b.ndim):
+        _broadcast(state, func, a, b)
+
+
+def _broadcast(state: Reporter, func: Any, a: Tensor, b: Tensor) -> None:
     if state.reduced:
-        _misaligned_reduction(state, a, b, reverse)
+        _misaligned_reduction(state, a, b, func in REVERSED)
     if a.ndim != b.ndim:
-        _n_by_n(state, a, b, reverse, loss=False)
+        _n_by_n(state, a, b, func in REVERSED, loss=False)
+
+
+_grad_enabled = torch.is_grad_enabled
 
 
 def _arithmetic(state: Reporter, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
     """``+ - * /``: the elementwise rules, and the two that only a broadcast result can break
     (a running statistic stored back, a padding mask), in one call: these ops are the most
     frequent with a rule, so each rule's cheap precondition is tested here first."""
-    _elementwise(state, func, args, kwargs, out)
-    if type(out) is not Tensor:
-        return
-    if out.ndim == 4:
-        _mask_batch(state, func, args, kwargs, out)
-    if not torch.is_grad_enabled():
-        _running_stat(state, func, args, kwargs, out)
+    a, b = args if len(args) == 2 else _pair(args, kwargs)
+    if isinstance(b, Tensor) and isinstance(a, Tensor) and (state.reduced or a.ndim != b.ndim):
+        _broadcast(state, func, a, b)
+    if type(out) is Tensor:
+        if out.ndim == 4:
+            _mask_batch(state, func, args, kwargs, out)
+        if not _grad_enabled():
+            _running_stat(state, func, args, kwargs, out)
 
 
 def _loss(state: Reporter, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
@@ -346,6 +382,9 @@ def _variance(state: Reporter, func: Any, args: tuple, kwargs: dict, out: Any) -
     x = args[0] if args else kwargs.get("input")
     if not isinstance(x, Tensor) or not x.numel():
         return
+    shape = x.shape
+    if shape and min(shape) > 1 and "correction" not in kwargs:
+        return  # every variance sees 2 values or more, and the correction is 0 or 1
     dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
     correction = kwargs.get("correction")
     if correction is None:
@@ -358,7 +397,6 @@ def _variance(state: Reporter, func: Any, args: tuple, kwargs: dict, out: Any) -
     count = x.numel() if dims is None else math.prod(x.shape[d] for d in dims)
     if count > correction:
         return
-    shape = x.shape
 
     def build(names: list[str], callee: str) -> tuple[str, str, str, str]:
         where = "all of" if dims is None else f"dim {', '.join(map(str, dims))} of"
@@ -470,7 +508,9 @@ def _right_node(frame: FrameType) -> ast.expr | None:
 def _linear_weight(state: Reporter, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
     """``x @ linear.weight``: an ``nn.Linear`` stores ``(out, in)``; square, nothing fails."""
     w = args[1] if len(args) > 1 else kwargs.get("other", kwargs.get("mat2"))
-    if not isinstance(w, torch.nn.Parameter) or w.ndim != 2 or w.shape[0] != w.shape[1]:
+    if not isinstance(w, Tensor) or w.ndim != 2 or w.shape[0] != w.shape[1] or not isinstance(
+        w, torch.nn.Parameter  # last: isinstance(x, Parameter) is a Python-level check
+    ):
         return
     frame = state.caller()
     node = _right_node(frame) if frame is not None else None
@@ -586,4 +626,7 @@ def _table() -> dict[Any, tuple[Callable, ...]]:
 
 
 CHECKS = _table()
+# Rules that remember something about a call's result (an axis added on purpose, a reduction)
+# for later calls: they run whoever made the call; every other rule only reports, at user code.
+MARKS = frozenset({_view, _explicit_index, _reduction})
 REVERSED = frozenset({Tensor.__rsub__, Tensor.__rdiv__, Tensor.__rpow__})
