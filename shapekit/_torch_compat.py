@@ -37,6 +37,7 @@ __all__ = [
     "is_vmapped",
     "memo_stack",
     "no_torch_function",
+    "pytree_parts",
     "run_outside_graph",
     "storage_owner",
     "tensor_attribute_accessors",
@@ -217,20 +218,20 @@ def bindings_key(memo: tuple | None) -> tuple:
     open memo), as a hashable key.
 
     >>> bindings_key(None)
-    ((), ())
+    ((), (), ())
     """
-    single, variadic, _pytree, _arguments = memo or _top()
-    return tuple(single.items()), tuple(variadic.items())
+    single, variadic, pytree, _arguments = memo or _top()
+    return tuple(single.items()), tuple(variadic.items()), tuple(pytree.items())
 
 
-def bindings_size() -> tuple[int, int]:
-    """How many single and variadic dims the innermost jaxtyping memo holds.
+def bindings_size() -> tuple[int, int, int]:
+    """How many single and variadic dims and tree structures the innermost jaxtyping memo holds.
 
     >>> bindings_size()
-    (0, 0)
+    (0, 0, 0)
     """
-    single, variadic, _pytree, _arguments = _top()
-    return len(single), len(variadic)
+    single, variadic, pytree, _arguments = _top()
+    return len(single), len(variadic), len(pytree)
 
 
 def exit_bindings() -> tuple:
@@ -391,3 +392,20 @@ def _dynamo_columns(err: BaseException, lineno: int) -> tuple[int, int] | None:
             found = (at.col_offset, at.end_col_offset)  # the innermost tracer's wins
         tb = tb.tb_next
     return found
+
+
+def pytree_parts(hint: Any) -> tuple[Any, str | None] | None:
+    """``(leaf type, structure name)`` of a ``jaxtyping.PyTree[leaf, "T"]`` annotation (the
+    name None when it has none), else None. Private: ``leaftype`` and ``structure`` are
+    undocumented attributes of jaxtyping's PyTree classes, 0.2.38 - 0.3.11.
+
+    >>> pytree_parts(int) is None
+    True
+    """
+    if not isinstance(hint, type) or not hasattr(hint, "leaftype"):
+        return None
+    import jaxtyping
+
+    if not issubclass(hint, jaxtyping.PyTree):
+        return None
+    return hint.leaftype, getattr(hint, "structure", None)

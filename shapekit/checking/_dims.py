@@ -16,7 +16,8 @@ after a check has failed, to say *which* axis is wrong, what was bound so far an
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
 _FSTRING = re.compile(r"\{([^{}]+)\}")
@@ -33,6 +34,7 @@ class Dim:
     name: str = ""  # for named and named variadic axes
     size: int = 0  # for fixed axes
     broadcast: bool = False  # "#name": size 1 also matches
+    treepath: bool = False  # "?name": its own size at each leaf of a named PyTree structure
 
 
 def parse(dim_str: str) -> tuple[Dim, ...]:
@@ -40,22 +42,24 @@ def parse(dim_str: str) -> tuple[Dim, ...]:
 
     >>> [(d.kind, d.name) for d in parse("b ... 3 #c _ r=4")]
     [('named', 'b'), ('variadic', ''), ('fixed', ''), ('named', 'c'), ('anon', ''), ('fixed', 'r')]
+    >>> [(d.kind, d.name, d.treepath) for d in parse("?b *?t")]
+    [('named', 'b', True), ('variadic', 't', True)]
     """
     dims = []
     for token in dim_str.split():
         text = token
-        broadcast = False
-        variadic = False
-        # jaxtyping allows the modifiers in either order: "*#name" or "#*name".
-        while token[:1] in ("*", "#"):
+        broadcast = variadic = treepath = False
+        # jaxtyping allows the modifiers in any order: "*#name", "#*name", "?*name".
+        while token[:1] in ("*", "#", "?"):
             variadic |= token[0] == "*"
             broadcast |= token[0] == "#"
+            treepath |= token[0] == "?"
             token = token[1:]
         if token == "...":
             dims.append(Dim(text, "variadic"))
         elif variadic:
             name = "" if token.startswith("_") else token
-            dims.append(Dim(text, "variadic", name=name, broadcast=broadcast))
+            dims.append(Dim(text, "variadic", name=name, broadcast=broadcast, treepath=treepath))
         elif token.isdigit():
             dims.append(Dim(text, "fixed", size=int(token)))
         elif "=" in token and token.split("=", 1)[1].isdigit():  # "rows=3": a size with a name
@@ -64,12 +68,24 @@ def parse(dim_str: str) -> tuple[Dim, ...]:
         elif token.startswith("_") and _NAME.match(token):
             dims.append(Dim(text, "anon"))
         elif _NAME.match(token):
-            dims.append(Dim(text, "named", name=token, broadcast=broadcast))
+            dims.append(Dim(text, "named", name=token, broadcast=broadcast, treepath=treepath))
         else:
             dims.append(Dim(text, "expr", broadcast=broadcast))
     if sum(d.kind == "variadic" for d in dims) > 1:
         raise ValueError(f"dimension string {dim_str!r} has more than one variadic axis")
     return tuple(dims)
+
+
+def at_leaf(dims: tuple[Dim, ...], leaf: str) -> tuple[Dim, ...]:
+    """``dims`` as they read at one leaf of a named PyTree structure: each ``?name`` becomes
+    ``name@leaf`` (``leaf`` is the structure and the leaf's index, ``T1``), a size of its own
+    there, shared with the same leaf of every other argument of that structure, as in jaxtyping.
+
+    >>> [d.name for d in at_leaf(parse("?b c"), "T1")]
+    ['b@T1', 'c']
+    """
+    return tuple(replace(d, name=f"{d.name}@{leaf}") if d.treepath and d.name else d
+                 for d in dims)
 
 
 @dataclass
@@ -78,6 +94,7 @@ class Memo:
 
     sizes: dict[str, int | tuple[int, ...]] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
+    trees: dict[str, tuple[Any, str]] = field(default_factory=dict)  # a named PyTree structure
 
     def bind(self, name: str, size: int | tuple[int, ...], source: str) -> None:
         if name and name not in self.sizes:

@@ -118,6 +118,8 @@ def _shaped_function(fn: Callable[..., Any], owner: str = "") -> Callable[..., A
     checker = _Checker(fn, owner)
     memory = _OnceMemory()
     trusted = memory.keys  # cleared in place, never replaced
+    memo_stack, arguments, tensor = _compat.memo_stack, checker.arguments, torch.Tensor
+    compiling = _compat.is_compiling
 
     def checked_call(args: tuple, kwargs: dict, mode: str) -> Any:
         """The call with a full check of its arguments and return value (beartype + jaxtyping)."""
@@ -129,30 +131,18 @@ def _shaped_function(fn: Callable[..., Any], owner: str = "") -> Callable[..., A
                 memory.remember(key, bindings, checker.output_key(out, after), objects)
         return out
 
-    def hit(args: tuple, kwargs: dict, entry: list) -> Any:
-        """A trusted call: the body runs with the bindings the full check made; the output is
-        checked unless its own key (class, shape, dtype) passed with this signature before."""
-        _compat.enter_bindings(entry[1], checker.arguments(args, kwargs))
+    def check_new_output(args: tuple, kwargs: dict, out: Any, memo: tuple, entry: list,
+                         okey: Any) -> None:
+        """A trusted call returned an output of a new key: check it, in the memo as the body
+        left it, and trust that key from now on (bounded: a value-dependent shape is rechecked)."""
+        _compat.enter_bindings(memo[:3], memo[3])
         try:
-            out = fn(*args, **kwargs)
+            checker.check_output(args, kwargs, out)
         finally:
-            memo = _compat.exit_bindings()
-        if checker.returns:
-            grew = (len(memo[0]), len(memo[1])) != entry[3]
-            after = _compat.bindings_key(memo) if grew else None
-            if type(out) is torch.Tensor:  # the common case, keyed inline
-                okey = (out.shape, out.dtype, after)
-            else:
-                okey = checker.output_key(out, after)
-            if okey is None or okey not in entry[2]:
-                _compat.enter_bindings(memo[:3], memo[3])  # the memo as the body left it
-                try:
-                    checker.check_output(args, kwargs, out)
-                finally:
-                    _compat.exit_bindings()
-                if okey is not None and len(entry[2]) < _CONTAINER_LIMIT:
-                    entry[2].add(okey)  # bounded: a value-dependent output shape is rechecked
-        return out
+            _compat.exit_bindings()
+        if okey is not None and len(entry[2]) < _CONTAINER_LIMIT:
+            entry[2].add(okey)
+            _note_output(entry, okey)
 
     def check_output(args: tuple, kwargs: dict, out: Any, entry: list) -> None:
         """The output of a trusted call checked on its own, with the bindings of its signature."""
@@ -164,12 +154,13 @@ def _shaped_function(fn: Callable[..., Any], owner: str = "") -> Callable[..., A
         okey = checker.output_key(out, None)
         if okey is not None and len(entry[2]) < _CONTAINER_LIMIT:
             entry[2].add(okey)
+            _note_output(entry, okey)
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if getattr(wrapper, "__no_type_check__", False):
             return fn(*args, **kwargs)
-        if _compat.is_compiling():
+        if compiling():
             # torch.compile is tracing this call. beartype and jaxtyping cannot be traced, so a
             # check runs outside the graph, eagerly, on the real tensors (a graph break). What
             # "once" trusted is known while tracing (dynamo guards on it): a trusted signature
@@ -189,14 +180,46 @@ def _shaped_function(fn: Callable[..., Any], owner: str = "") -> Callable[..., A
             if checker.returns and checker.output_key(out, None) not in entry[2]:
                 _compat.run_outside_graph(check_output)(args, kwargs, out, entry)
             return out
-        mode = current_mode()
+        mode = current_mode() if _State.open_blocks else _State.mode  # current_mode(), inlined
         if mode == "off":
             return fn(*args, **kwargs)
-        if mode == "once" and checker.ready:
-            entry = trusted.get(checker.key(args, kwargs, []))  # memory.entry(), inlined
-            if entry is not None and entry[0] == _State.generation:
-                return hit(args, kwargs, entry)
-        return checked_call(args, kwargs, mode)
+        if mode != "once" or not checker.ready:
+            return checked_call(args, kwargs, mode)
+        entry = trusted.get(checker.key(args, kwargs, []))  # memory.entry(), inlined
+        if entry is None or entry[0] != _State.generation:
+            return checked_call(args, kwargs, mode)
+        # A trusted call (the hot path, kept inline): the body runs with the bindings the full
+        # check made, in a memo of its own; the output is checked unless its key (class, shape,
+        # dtype, and the dims the body bound) passed with this signature before.
+        single, variadic, pytree = entry[1]
+        stack = memo_stack()
+        if checker.simple and not kwargs:  # checker.arguments(), inlined
+            named = dict(zip(checker.names, args, strict=False))
+        else:
+            named = arguments(args, kwargs)
+        # Copies: the body's own checks add to them. (Most calls bind no variadic dims and no
+        # tree structures, and a new empty dict is cheaper than a copy of one.)
+        stack.append((single.copy(), variadic.copy() if variadic else {},
+                      pytree.copy() if pytree else {}, named))
+        try:
+            out = fn(*args, **kwargs) if kwargs else fn(*args)
+        finally:
+            memo = stack.pop()  # jaxtyping may have replaced the tuple: take what is on top
+        if checker.returns:
+            after = None  # below: the body bound dims or tree structures of its own
+            if len(memo[0]) != entry[3] or len(memo[1]) != entry[4] or len(memo[2]) != entry[6]:
+                after = _compat.bindings_key(memo)
+            if type(out) is tensor:  # the common case, keyed inline
+                last = entry[5]  # the last plain tensor output accepted (a hash saved)
+                if after is None and last is not None and out.dtype is last[1] \
+                        and out.shape == last[0]:
+                    return out
+                okey = (out.shape, out.dtype, after)
+            else:
+                okey = checker.output_key(out, after)
+            if okey is None or okey not in entry[2]:
+                check_new_output(args, kwargs, out, memo, entry, okey)
+        return out
 
     if inspect.iscoroutinefunction(fn):
         wrapper = _async_wrapper(fn, checker)
@@ -237,7 +260,9 @@ class _Unkeyable(Exception):
 
 
 _CONTAINER_LIMIT = 64  # elements keyed per container; a bigger one is checked in full each call
-_PLAIN_TYPES = frozenset((int, float, str, bool, type(None), complex, bytes))
+# A tuple, not a frozenset: torch.compile traces `type(v) in _PLAIN_TYPES` on a tuple, while
+# torch 2.6's dynamo cannot trace `in` on a frozenset (a graph break, an error under fullgraph).
+_PLAIN_TYPES = (int, float, str, bool, type(None), complex, bytes)
 _FSTRING_PATH = re.compile(r"\s*([A-Za-z_]\w*)((?:\s*\.\s*[A-Za-z_]\w*)*)\s*$")
 
 
@@ -298,6 +323,7 @@ class _Checker:
         generator = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
         self.returns = "return" in self.hints and not generator
         self.return_hint = self.hints.get("return")
+        self.return_tree = self.returns and _has_pytree(self.return_hint)
         # What the verdict reads: the annotated parameters (by value; by class alone when the
         # annotation is a plain class), and the attributes that f-string dims ("{self.fan_in}")
         # read (by their values).
@@ -317,8 +343,12 @@ class _Checker:
         self.params = {p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
         self.simple = not self.defaults and self.var_args is None
         # Per positional parameter: 0 not keyed, 1 keyed by class, 2 keyed by value.
+        # Keyed by its tree (structure and leaves) when the annotation holds a PyTree.
+        self.trees = {n for n in self.keyed if _has_pytree(self.hints[n])}
         self.modes = [
-            (2 if n not in self.plain_typed else 1) if n in self.keyed else 0 for n in self.names
+            (3 if n in self.trees else 2 if n not in self.plain_typed else 1)
+            if n in self.keyed else 0
+            for n in self.names
         ]
         self.key = self._make_key()
         self.ready = True
@@ -338,23 +368,40 @@ class _Checker:
             return lambda args, kwargs, objects: None
         modes, slow = tuple(self.modes), self._full_key
         paths = [(self.positions[h], attrs, self.defaults.get(h)) for h, attrs in self.paths]
-        tensor, plain, value_key = torch.Tensor, _PLAIN_TYPES, _value_key
+        tensor, plain, value_key, tree_key = torch.Tensor, _PLAIN_TYPES, _value_key, _tree_key
+
+        # The key is flat (a nested tuple costs a tuple and a hash per argument) yet reads one
+        # way only: after the count of arguments, a keyed-by-value slot holds a torch.Size then a
+        # dtype for a plain tensor (a Size holds ints), else one _value_key tuple (which starts
+        # with a class); a keyed-by-class slot holds a class; the f-string values come last.
+        fast = _tensor_key(modes, paths)
 
         def key(args: tuple, kwargs: dict, objects: list) -> tuple | None:
+            if fast is not None and not kwargs and len(args) == len(modes):
+                found = fast(args)
+                if found is not _NOT_PLAIN:
+                    return found
             if kwargs or len(args) > len(modes):
                 return slow(args, kwargs, objects)
             parts: list = [len(args)]
+            append = parts.append
             for mode, value in zip(modes, args, strict=False):
                 if mode == 2:
                     if type(value) is tensor:  # the common case, keyed inline
-                        parts.append((value.shape, value.dtype))
+                        append(value.shape)
+                        append(value.dtype)
                         continue
                     try:
-                        parts.append(value_key(value, objects))
+                        append(value_key(value, objects))
                     except _Unkeyable:
                         return None
                 elif mode == 1:
-                    parts.append(type(value))
+                    append(type(value))
+                elif mode == 3:
+                    try:
+                        append(tree_key(value, objects))
+                    except _Unkeyable:
+                        return None
             for index, attrs, default in paths:
                 value = args[index] if index < len(args) else default
                 try:
@@ -377,13 +424,11 @@ class _Checker:
             for i, value in enumerate(args):
                 name = self.names[i] if i < len(self.names) else self.var_args
                 if name in self.keyed:
-                    plain = name in self.plain_typed
-                    parts.append(type(value) if plain else _value_key(value, objects))
+                    parts.append(self._param_key(name, value, objects))
             for name, value in kwargs.items():
                 name = name if name in self.params else self.var_kwargs
                 if name in self.keyed:
-                    plain = name in self.plain_typed
-                    parts.append(type(value) if plain else _value_key(value, objects))
+                    parts.append(self._param_key(name, value, objects))
             for head, attrs in self.paths:
                 value = self._bound(head, args, kwargs)
                 for attr in attrs:
@@ -395,13 +440,19 @@ class _Checker:
             return None
         return key
 
+    def _param_key(self, name: str, value: Any, objects: list) -> Any:
+        if name in self.trees:
+            return _tree_key(value, objects)
+        return type(value) if name in self.plain_typed else _value_key(value, objects)
+
     def output_key(self, out: Any, bindings: tuple | None) -> Any:
         """What the return check's verdict depends on: the output's key, and the dims the body's
         own isinstance checks bound (None when they bound none)."""
         if type(out) is torch.Tensor:
             return (out.shape, out.dtype, bindings)
         try:
-            key = (_value_key(out, []), bindings)
+            tree = self.return_tree
+            key = (_tree_key(out, []) if tree else _value_key(out, []), bindings)
             hash(key)
         except Exception:
             return None
@@ -457,7 +508,7 @@ class _Checker:
         try:
             bindings = self.check_arguments(args, kwargs)
             out = self.fn(*args, **kwargs)
-            grew = _compat.bindings_size() != (len(bindings[0]), len(bindings[1]))
+            grew = _compat.bindings_size() != tuple(map(len, bindings))
             after = _compat.bindings_key(None) if grew else None
             if self.returns:
                 self.check_output(args, kwargs, out)
@@ -481,11 +532,70 @@ def _is_bearable() -> Callable[[Any, Any], bool]:
     return is_bearable
 
 
+def _has_pytree(hint: Any, depth: int = 0) -> bool:
+    """Whether ``hint`` holds a PyTree annotation anywhere (``PyTree[...] | None``, say)."""
+    if _compat.pytree_parts(hint) is not None:
+        return True
+    return depth < 8 and any(_has_pytree(h, depth + 1) for h in typing.get_args(hint))
+
+
+def _tree_key(value: Any, objects: list) -> tuple:
+    """The key of a value under a PyTree annotation: its structure as jax sees it (containers,
+    registered nodes and their static data) and the key of every leaf (a tensor by class,
+    shape and dtype), for the verdict reads both: ``{"a": torch.ones(2)}`` keys as (its treedef,
+    ``(torch.Tensor, torch.Size([2]), torch.float32)``). Needs jax, as PyTree annotations do.
+    """
+    import jax
+
+    leaves, structure = jax.tree_util.tree_flatten(value)
+    if len(leaves) > _CONTAINER_LIMIT:
+        raise _Unkeyable
+    return (structure, *[_value_key(leaf, objects) for leaf in leaves])
+
+
+_NOT_PLAIN = object()  # what _tensor_key's function returns when an argument is no plain tensor
+
+
+def _tensor_key(modes: tuple, paths: list) -> Callable[[tuple], Any] | None:
+    """The key of a call that passes every parameter positionally, each keyed one a plain
+    ``torch.Tensor``, as one generated expression: equal to the general loop's key, at a third
+    of its cost (this runs on every "once" call). The function returns ``_NOT_PLAIN`` when an
+    argument is no plain tensor, None when an f-string value cannot be keyed. None (no such
+    function) when a parameter is keyed by class alone or by its tree.
+
+    >>> key = _tensor_key((0, 2), [])
+    >>> key((None, torch.ones(2, 3)))
+    (2, torch.Size([2, 3]), torch.float32)
+    """
+    if 1 in modes or 3 in modes:
+        return None
+    slots = [i for i, mode in enumerate(modes) if mode == 2]
+    lines = ["def key(args):"]
+    lines += [f"    a{i} = args[{i}]" for i in slots]
+    if slots:
+        test = " or ".join(f"type(a{i}) is not tensor" for i in slots)
+        lines.append(f"    if {test}:\n        return not_plain")
+    parts = [str(len(modes))] + [f"a{i}.shape, a{i}.dtype" for i in slots]
+    if paths:
+        lines.append("    try:")
+        for n, (index, attrs, _default) in enumerate(paths):
+            lines.append(f"        p{n} = args[{index}]" + "".join(f".{a}" for a in attrs))
+        lines.append("    except AttributeError:\n        return None")
+        for n in range(len(paths)):
+            lines.append(f"    if type(p{n}) not in plain:\n        return None")
+            parts.append(f"(type(p{n}), p{n})")
+    lines.append(f"    return ({', '.join(parts)},)")
+    namespace = {"tensor": torch.Tensor, "plain": _PLAIN_TYPES, "not_plain": _NOT_PLAIN}
+    exec("\n".join(lines), namespace)  # the attribute names are identifiers (_FSTRING_PATH)
+    return namespace["key"]
+
+
 def _plain_class(hint: Any) -> bool:
     """A class whose instances beartype checks by ``isinstance`` alone."""
     return (
         isinstance(hint, type)
         and not is_array_hint(hint)
+        and _compat.pytree_parts(hint) is None  # isinstance(tree, PyTree[...]) reads the leaves
         and not issubclass(hint, (list, tuple, dict, set, frozenset))
         and not getattr(hint, "_is_protocol", False)
     )
@@ -510,7 +620,9 @@ def _fstring_exprs(hints: Any) -> list[str]:
 class _OnceMemory:
     """The signatures whose full check passed, for mode ``"once"``: a hit means the same verdict.
 
-    An entry is ``[generation, bindings, accepted output keys, how many dims are bound]``.
+    An entry is ``[generation, bindings, accepted output keys, how many single and variadic
+    dims the arguments bound (more after the body means the body bound some), the last accepted
+    plain-tensor output key as (shape, dtype), how many tree structures the arguments bound]``.
     A signature may hold the ids of objects keyed by identity; each is referenced weakly, and its
     death forgets every signature that names it, so an object that later reuses the id is never
     trusted. A signature naming an object that cannot be referenced weakly is never remembered.
@@ -540,10 +652,19 @@ class _OnceMemory:
             self.keys.clear()
             self._refs.clear()
         outputs = {output_key} if output_key is not None else set()
-        # How many dims the arguments bound: more after the body means the body bound some.
-        sizes = (len(bindings[0]), len(bindings[1]))
-        self.keys[key] = [_State.generation, bindings, outputs, sizes]
+        entry = [_State.generation, bindings, outputs, len(bindings[0]), len(bindings[1]), None,
+                 len(bindings[2])]
+        if output_key is not None:
+            _note_output(entry, output_key)
+        self.keys[key] = entry
         self._refs[key] = refs
+
+
+def _note_output(entry: list, okey: Any) -> None:
+    """Keep an accepted output key ``(shape, dtype, None)`` of a plain tensor where a trusted
+    call compares it first (``okey in entry[2]`` would hash it)."""
+    if len(okey) == 3 and okey[2] is None and isinstance(okey[0], torch.Size):
+        entry[5] = okey[:2]
 
 
 def _call_context(fn, args: tuple, kwargs: dict, name: str = "") -> tuple[dict, dict, str, Any]:
@@ -685,7 +806,12 @@ def _output_element_error(
     )
 
 
-def _check_one(name, value, hint, memo, arguments, where, owner) -> ShapeError | None:
+def _check_one(name, value, hint, memo, arguments, where, owner, leaf="") -> ShapeError | None:
+    """The error for ``value`` under ``hint``, or None when it passes. ``leaf`` (``T1``) is set
+    for a leaf of a named PyTree structure: its ``?name`` dims are its own there."""
+    tree = _compat.pytree_parts(hint)
+    if tree is not None:
+        return _check_tree(name, value, tree, memo, arguments, where, owner)
     array = array_hint(hint, value)
     if array is None:
         if _bearable(value, hint):
@@ -706,6 +832,8 @@ def _check_one(name, value, hint, memo, arguments, where, owner) -> ShapeError |
         return _error(failure, f"{name}: {_hint_text(hint)}", type(value).__name__, "", where,
                       owner, memo, "")
     dims = _dims.parse(array.dim_str)
+    if leaf:
+        dims = _dims.at_leaf(dims, leaf)
     expected = _dims.render(dims, memo, arguments)
     kind = _dtype_kind(array)
     expected_text = f"{name}: {expected}"
@@ -724,6 +852,44 @@ def _check_one(name, value, hint, memo, arguments, where, owner) -> ShapeError |
     failure = Failure(name, mismatch.kind, mismatch, value, kind)
     note = "" if mismatch.kind == "size" else mismatch.reason
     return _error(failure, expected_text, got, note, where, owner, memo, name)
+
+
+def _check_tree(name, value, parts, memo, arguments, where, owner) -> ShapeError | None:
+    """A PyTree argument, as jaxtyping checks it: its structure against the one its name
+    (``"T"``) bound first, then each leaf, named by its tree path (``batch['x'][0]``)."""
+    import jax
+
+    leaftype, structure = parts
+    simple_leaf = leaftype is Any or is_array_hint(leaftype)
+    is_leaf = None if simple_leaf else (lambda v: _bearable(v, leaftype))
+    pairs, treedef = jax.tree_util.tree_flatten_with_path(value, is_leaf=is_leaf)
+    named = bool(structure) and structure.isidentifier()
+    if named:
+        seen = memo.trees.setdefault(structure, (treedef, name))
+        if seen[0] != treedef:
+            return ShapeError(
+                expected=f"{name}: the tree structure {structure}, as {seen[1]} has it: "
+                f"{_tree_text(seen[0])}",
+                got=_tree_text(treedef),
+                where=where,
+                bound=_dims.bound_text(memo, ""),
+                fix=f"give {name} the same containers, keys and number of leaves as {seen[1]} "
+                f"(both are annotated with the structure {structure})",
+            )
+    if leaftype is Any:
+        return None
+    for index, (path, item) in enumerate(pairs):
+        error = _check_one(name + jax.tree_util.keystr(path), item, leaftype, memo, arguments,
+                           where, owner, f"{structure}{index}" if named else "")
+        if error is not None:
+            return error
+    return None
+
+
+def _tree_text(treedef: Any) -> str:
+    """``{'a': *, 'b': *}``: a jax tree structure as it reads, a ``*`` per leaf."""
+    text = str(treedef)
+    return text[len("PyTreeDef("):-1] if text.startswith("PyTreeDef(") else text
 
 
 def _array_members(hint: Any) -> list:
