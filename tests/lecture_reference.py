@@ -19,14 +19,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _lecture_classes import (
-    BatchNorm1d,
-    Embedding,
-    FlattenConsecutive,
-    Linear,
-    Sequential,
-    Tanh,
-)
+from _lecture_classes import Sequential, wavenet
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "names.txt"
 
@@ -62,21 +55,8 @@ def lecture_splits(path: str | Path = DEFAULT_DATA, block_size: int = 8):
 def build_lecture_model(n_embd: int = 24, n_hidden: int = 128, vocab_size: int = 27):
     """The lecture's hierarchical model under ``torch.manual_seed(42)``; returns (model, params)."""
     torch.manual_seed(42)  # seed rng for reproducibility
-    model = Sequential([
-        Embedding(vocab_size, n_embd),
-        FlattenConsecutive(2), Linear(n_embd * 2, n_hidden, bias=False),
-        BatchNorm1d(n_hidden), Tanh(),
-        FlattenConsecutive(2), Linear(n_hidden * 2, n_hidden, bias=False),
-        BatchNorm1d(n_hidden), Tanh(),
-        FlattenConsecutive(2), Linear(n_hidden * 2, n_hidden, bias=False),
-        BatchNorm1d(n_hidden), Tanh(),
-        Linear(n_hidden, vocab_size),
-    ])
-    with torch.no_grad():
-        model.layers[-1].weight *= 0.1  # last layer make less confident
+    model = wavenet(n_embd, n_hidden, vocab_size)  # built and initialised as the notebook does
     parameters = model.parameters()
-    for p in parameters:
-        p.requires_grad = True
     return model, parameters
 
 

@@ -16,7 +16,6 @@ import functools
 import inspect
 import json
 import os
-import sys
 import types
 import typing
 import weakref
@@ -237,20 +236,8 @@ class _Finder(_deps.Finder):
         super().__init__(observer)
         self.observer = observer
 
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
-        if not self.observer.covers(fullname):
-            return None
-        for finder in sys.meta_path:
-            if isinstance(finder, _deps.Finder) or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None:
-                break
-        else:
-            return None
-        if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-            spec.loader = _deps.Loader(spec.loader, self.observer)
-        return spec
+    def _skips(self, finder: Any) -> bool:
+        return isinstance(finder, _deps.Finder)
 
 
 _DTYPE_NAMES: dict[Any, str] = {}  # torch.float32 -> "float32"

@@ -157,11 +157,15 @@ class Finder:
     def __init__(self, instrumenter: Instrumenter) -> None:
         self._instrumenter = instrumenter
 
+    def _skips(self, finder: Any) -> bool:
+        """Finders not to ask: this one (a subclass may skip more)."""
+        return finder is self
+
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
         if not self._instrumenter.covers(fullname):
             return None
         for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
+            if self._skips(finder) or not hasattr(finder, "find_spec"):
                 continue
             spec = finder.find_spec(fullname, path, target)
             if spec is not None:
