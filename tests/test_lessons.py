@@ -137,7 +137,7 @@ def test_progress_while_a_lesson_runs_and_the_fallback_is_said(tmp_path) -> None
     import io
 
     from shapekit.cli._cmd_lessons import list_lessons, run_all
-    from shapekit.lecture.runs import FALLBACK_NOTICE
+    from shapekit.lecture import FALLBACK_NOTICE
 
     folder = _folder(tmp_path, **{
         "01_steps": "import time\nfor i in range(3):\n    print(f'step {i}'); time.sleep(0.1)\n",

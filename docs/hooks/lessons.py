@@ -272,7 +272,7 @@ FALLBACK_WARNING = (
 
 def used_fallback(cells: list[dict]) -> bool:
     """Whether a lesson's run used the offline fallback names (some cell printed the notice)."""
-    from shapekit.lecture.runs import FALLBACK_NOTICE
+    from shapekit.lecture import FALLBACK_NOTICE
 
     return any(FALLBACK_NOTICE in cell.get("output", "") for cell in cells)
 

@@ -72,7 +72,7 @@ class Result:
     @property
     def fallback(self) -> bool:
         """Whether the lesson trained on the offline fallback names (it printed the notice)."""
-        from ..lecture.runs import FALLBACK_NOTICE
+        from ..lecture import FALLBACK_NOTICE
 
         return FALLBACK_NOTICE in self.output
 

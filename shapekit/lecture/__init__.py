@@ -24,6 +24,10 @@ __all__ = [
     "stoi", "to_conv", "train", "windows_loop",
 ]
 
+# What every run, lesson and docs page that used the offline names prints (they look for these
+# words). Defined here, not in ._data, so the lessons runner can look for it without torch.
+FALLBACK_NOTICE = "first names shipped by the `names` package"
+
 __getattr__, __dir__ = lazy_names(__name__, {
     **dict.fromkeys(("VOCAB", "Names", "Splits", "build_dataset", "decode", "encode", "itos",
                      "load_names", "make_splits", "read_names_file", "split_words", "stoi"),

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from ..checking import DataError
+from . import FALLBACK_NOTICE
 
 __all__ = [
     "NAMES_SHA256",
@@ -60,8 +61,6 @@ NAMES_SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d
 DOWNLOAD_TIMEOUT = 10.0  # seconds; a machine without network should fall back quickly, not hang
 DOWNLOAD_DEADLINE = 60.0  # seconds for the whole download ($SHAPEKIT_DOWNLOAD_DEADLINE overrides)
 MAX_DOWNLOAD = 16 << 20  # bytes; names.txt is 228,145
-# said by every run, lesson and docs page that used the offline names (they look for these words)
-FALLBACK_NOTICE = "first names shipped by the `names` package"
 MIN_SPLIT_WORDS = 6  # the fewest names whose 80/10/10 split leaves dev and test a name each
 
 VOCAB = ".abcdefghijklmnopqrstuvwxyz"  # '.' (0) marks both the start and the end of a name

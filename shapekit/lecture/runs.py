@@ -30,7 +30,7 @@ from ._checkpoint import (
     read_json,
     write_json,
 )
-from ._data import FALLBACK_NOTICE, check_splittable, for_command_line
+from ._data import check_splittable, for_command_line
 from ._models import resolve_row
 from ._plots import plot_curves
 from ._run import RunOutcome, make_config, model_for, run_training
@@ -38,9 +38,8 @@ from ._runfiles import read_config, read_metrics
 from ._runlock import LOCK, run_lock
 
 __all__ = [
-    "CHECKPOINT", "CONFIG", "FALLBACK_NOTICE", "LOCK", "METRICS", "PLOT", "Checkpoint",
-    "RunOutcome", "atomic_write", "check_against_config", "check_splittable", "for_command_line",
-    "load_checkpoint",
+    "CHECKPOINT", "CONFIG", "LOCK", "METRICS", "PLOT", "Checkpoint", "RunOutcome", "atomic_write",
+    "check_against_config", "check_splittable", "for_command_line", "load_checkpoint",
     "load_state_into", "make_config", "model_for", "plot_curves", "read_config", "read_json",
     "read_metrics", "resolve_row", "run_lock", "run_training", "write_json",
 ]
