@@ -10,24 +10,19 @@ test folders on ``sys.path``, and at the end of the session writes the observati
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pytest
 
-_PACKAGE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+from . import _deps
 
 
 def start(config: pytest.Config, value: str) -> None:
     """Begin observing the comma-separated packages in ``value``."""
-    packages = tuple(dict.fromkeys(p.strip() for p in value.split(",") if p.strip()))
-    bad = [p for p in packages if not _PACKAGE.match(p)]
-    if not packages or bad:
-        raise pytest.UsageError(
-            f"--shapekit-infer={value!r}: expected a comma-separated list of importable package "
-            f"names, got {', '.join(map(repr, bad)) or 'none'}; "
-            "fix: --shapekit-infer=mypkg or --shapekit-infer=mypkg,otherpkg"
-        )
+    try:
+        packages = _deps.package_list("--shapekit-infer", value, "mypkg,otherpkg")
+    except ValueError as e:
+        raise pytest.UsageError(str(e)) from None
     from ._observe import _Observer
 
     observer = _Observer(packages)

@@ -30,12 +30,13 @@ __getattr__, __dir__ = lazy_names(__name__, {
     # for shapekit's other subpackages (the layers, trace, the import hook): not public API
     **dict.fromkeys(("Failure", "annotations_of", "array_hint", "is_array_hint"), "._shaped"),
     # the import hook that puts @shaped on a package's annotated functions as they import
-    **dict.fromkeys(("Finder", "Instrumenter", "Loader"), "._import_hook"),
+    **dict.fromkeys(("PACKAGE_NAME", "Finder", "Instrumenter", "Loader", "package_list"),
+                    "._import_hook"),
 }, modules={"dims": "._dims"})  # dims: the torch-free dim-string parser and matcher
 
 if TYPE_CHECKING:
     from . import _dims as dims
     from ._errors import DataError, PitfallWarning, ShapeError, shape_error_like, shape_text
-    from ._import_hook import Finder, Instrumenter, Loader
+    from ._import_hook import PACKAGE_NAME, Finder, Instrumenter, Loader, package_list
     from ._modes import checks, current_mode, get_checks, set_checks
     from ._shaped import Failure, annotations_of, array_hint, is_array_hint, shaped

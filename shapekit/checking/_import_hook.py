@@ -19,12 +19,33 @@ from __future__ import annotations
 import functools
 import importlib.util
 import inspect
+import re
 import sys
 import types
 import typing
 from typing import Any
 
-__all__ = ["Finder", "Instrumenter"]
+__all__ = ["PACKAGE_NAME", "Finder", "Instrumenter", "package_list"]
+
+PACKAGE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")  # mypkg, mypkg.models
+
+
+def package_list(option: str, value: str, example: str) -> tuple[str, ...]:
+    """The packages a ``--option=mypkg,otherpkg`` value names, duplicates dropped; ``ValueError``
+    with the message (expected, got, fix) when it names none or something that is not an import
+    name.
+
+    >>> package_list("--shapekit-packages", "mypkg, mypkg.models,mypkg", "mypkg")
+    ('mypkg', 'mypkg.models')
+    """
+    packages = tuple(dict.fromkeys(p.strip() for p in value.split(",") if p.strip()))
+    bad = [p for p in packages if not PACKAGE_NAME.match(p)]
+    if not packages or bad:
+        raise ValueError(
+            f"{option}={value!r}: expected a comma-separated list of importable package names, "
+            f"got {', '.join(map(repr, bad)) or 'none'}; fix: {option}=mypkg or {option}={example}"
+        )
+    return packages
 
 
 class Instrumenter:

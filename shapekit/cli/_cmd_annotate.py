@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
 from ..annotate import DEFAULT_PATH
-
-_PACKAGE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,8 +45,9 @@ def run(args: argparse.Namespace) -> int:
     """Print the diff (and the report); write it with ``--write``. Exit 2 with one line on a
     missing or foreign observations file, a package that was not observed or a missing source."""
     from ..annotate import Observations, infer, select
+    from ..checking import PACKAGE_NAME
 
-    bad = [p for p in args.packages if not _PACKAGE.match(p)]
+    bad = [p for p in args.packages if not PACKAGE_NAME.match(p)]
     if bad:
         return _fail(f"{bad[0]!r} is not a package name; expected an import name such as "
                      "mypkg or mypkg.models; fix: shapekit annotate mypkg")

@@ -13,7 +13,6 @@ loading it imports neither torch nor beartype. The header line of the session sa
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +24,6 @@ if TYPE_CHECKING:
     from ..checking import Instrumenter
     from ._shapes import Shapes
 
-_PACKAGE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _MARKER = (
     "shapekit(strict=True, enabled=True): run the test inside shapekit.detect(), even without "
     "--shapekit; strict=False warns (PitfallWarning) instead of failing; enabled=False opts the "
@@ -77,15 +75,12 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     value = early_config.known_args_namespace.shapekit_packages
     if value is None:
         return
-    packages = tuple(dict.fromkeys(p.strip() for p in value.split(",") if p.strip()))
-    bad = [p for p in packages if not _PACKAGE.match(p)]
-    if not packages or bad:
-        raise pytest.UsageError(
-            f"--shapekit-packages={value!r}: expected a comma-separated list of importable package "
-            f"names, got {', '.join(map(repr, bad)) or 'none'}; "
-            "fix: --shapekit-packages=mypkg or --shapekit-packages=mypkg,mypkg.models"
-        )
-    from ..checking import Instrumenter, get_checks, set_checks
+    from ..checking import Instrumenter, get_checks, package_list, set_checks
+
+    try:
+        packages = package_list("--shapekit-packages", value, "mypkg,mypkg.models")
+    except ValueError as e:
+        raise pytest.UsageError(str(e)) from None
 
     if get_checks() == "off":  # SHAPEKIT_CHECKS=off would silence the checks asked for here
         settings.previous_mode = set_checks("once")
