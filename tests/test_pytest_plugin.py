@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import textwrap
 
-import pytest
-
 # Inner sessions run in this process, and pytester forgets the modules they import afterwards;
-# torch's C extension cannot be imported a second time, so load it once, up front.
+# torch's C extension cannot be imported a second time, so load it once, up front. The checkers
+# too: a beartype first imported inside an inner session is imported again after it, and the
+# next session's jaxtyping then holds the forgotten copy's BeartypeConf (an "invalid beartype
+# configuration" error when this file runs before others that use them).
+import beartype  # noqa: F401
+import jaxtyping  # noqa: F401
+import pytest
 import torch  # noqa: F401
 
 import shapekit
