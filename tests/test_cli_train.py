@@ -264,6 +264,9 @@ def test_reproduce_trains_skips_and_publishes(capsys, tmp_path):
     assert sorted(p.name for p in docs.iterdir()) == [
         "hierarchical-bug-loss.png", "loss_curves.png", "original-loss.png", "table.json",
         "table.md"]
+    published = (docs / "table.md").read_text()  # tmp_path is absolute: no path of this machine
+    assert "Regenerate: `shapekit reproduce --steps 30` (30 steps per row," in published
+    assert str(tmp_path) not in published
     table = json.loads((docs / "table.json").read_text())
     assert table["columns"] == ["model", "params", "train", "val", "lecture train", "lecture val",
                                 "val diff", "steps", "minutes"]
@@ -306,3 +309,41 @@ def test_publish_refuses_unfinished_rows(capsys, tmp_path):
     assert err.startswith(
         f"shapekit reproduce: --publish: row(s) wavenet not finished in {tmp_path};")
     assert not (tmp_path / "docs").exists()
+
+
+def test_loss_plots_keep_every_label_on_the_figure_and_off_the_curves(tmp_path, monkeypatch):
+    """A long run description wraps instead of running off the figure's edge, and the five-run
+    plot's legend sits below the axes (one entry per run and a train/validation key), where it
+    covers no curve."""
+    import matplotlib.pyplot as plt
+
+    from shapekit.lecture import _plots
+
+    figures, extents = [], []
+    close = plt.close
+
+    def keep(fig):  # the drawn figure's legend and axes boxes, before pyplot lets go of it
+        ax = fig.axes[0]
+        if ax.get_legend() is not None:
+            renderer = fig.canvas.get_renderer()
+            extents.append((ax.get_legend().get_window_extent(renderer),
+                            ax.get_window_extent(renderer)))
+        figures.append(fig)
+        close(fig)
+
+    monkeypatch.setattr(plt, "close", keep)
+    lossi = [3.0 - i / 2000 for i in range(2000)]
+    title = "hierarchical-bug: flat -> hierarchical (with the BatchNorm bug) (200,000 steps)"
+    _plots.plot_curves({"hierarchical-bug": lossi}, tmp_path / "one.png", title,
+                       val={"hierarchical-bug": [(1000, 2.5), (2000, 2.2)]})
+    names = ["original", "context8", "hierarchical-bug", "hierarchical", "wavenet"]
+    _plots.plot_curves({n: lossi for n in names}, tmp_path / "five.png", "five",
+                       val={n: [(1000, 2.5)] for n in names})
+    one, five = figures
+    wrapped = one.axes[0].get_title().splitlines()
+    assert len(wrapped) == 2 and all(len(line) <= 64 for line in wrapped)
+    ax = five.axes[0]
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [*names, "train", "validation"]
+    legend_box, axes_box = extents[1]
+    assert legend_box.y1 < axes_box.y0

@@ -32,7 +32,7 @@ from mkdocs.structure.pages import Page
 log = logging.getLogger("mkdocs.hooks.site")
 
 PLUGIN_PAGE = "guide/pytest-plugin.md"
-REGENERATE = "shapekit reproduce --publish docs/results"
+REGENERATE = ("shapekit reproduce", "shapekit reproduce --publish docs/results")  # train, publish
 _LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
 
 
@@ -253,13 +253,15 @@ def results(config: MkDocsConfig) -> str:
         parts.append(_run_details(meta) or "")
     curves = folder / "loss_curves.png"
     if curves.exists():
-        parts.append(f"## Loss curves\n\n![Training loss of every row]({prefix}loss_curves.png)")
+        parts.append("## Loss curves\n\n"
+                     f"![Training and validation loss of every row]({prefix}loss_curves.png)")
     rows = sorted((p for p in folder.glob("*.png") if p.name != "loss_curves.png"), key=_row_order)
     if rows:
         parts.append("## Per row")
         for png in rows:
             name = png.stem.removesuffix("-loss")
-            parts.append(f"### {name}\n\n![Training loss of {name}]({prefix}{png.name})")
+            parts.append(f"### {name}\n\n"
+                         f"![Training and validation loss of {name}]({prefix}{png.name})")
     if not parts:
         parts.append(
             '!!! info "Results pending"\n\n    The full training run has not published its results '
@@ -268,15 +270,18 @@ def results(config: MkDocsConfig) -> str:
         )
     parts.append(
         "## Regenerate\n\nThe table and the figures above are committed files, written by the "
-        "full training run (200,000 steps per row, a long run on a CPU):\n\n"
-        f"```bash\n{REGENERATE}\n```"
+        "full training run (200,000 steps per row, a long run on a CPU; the table's minutes are "
+        "the wall time each row took on the machine that ran it, not a benchmark). The first "
+        "command trains the rows (finished rows are skipped), the second copies the table and "
+        "the figures here:\n\n"
+        "```bash\n" + "\n".join(REGENERATE) + "\n```"
     )
     return "\n\n".join(part for part in parts if part)
 
 
 def _row_order(png: Path) -> tuple[int, str]:
     """Per-row figures (``<row>-loss.png``) in the order of the lecture's table."""
-    from shapekit.lecture._models import ROWS
+    from shapekit.lecture import ROWS
 
     name = png.stem.removesuffix("-loss")
     order = list(ROWS)
@@ -289,7 +294,8 @@ def _run_details(meta: Path) -> str:
         data = json.loads(meta.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise ValueError(
-            f"docs/results/table.json is not valid JSON ({err}); fix: rerun {REGENERATE}"
+            f"docs/results/table.json is not valid JSON ({err}); fix: rerun "
+            f"{' && '.join(REGENERATE)}"
         ) from err
     if not isinstance(data, dict):
         return ""

@@ -98,7 +98,9 @@ def _publish(out: Path, specs: list, dest: Path) -> int:
     requested row is finished."""
     from ..checking import DataError
 
-    rows = write_table(out) if out.is_dir() else []
+    # The published table names the default run directory: a path of this machine means nothing
+    # to a reader (and would leak into the docs).
+    rows = write_table(out, portable=True) if out.is_dir() else []
     missing = [s.name for s in specs if s.name not in {r["model"] for r in rows}]
     if missing:
         raise DataError(
@@ -111,9 +113,10 @@ def _publish(out: Path, specs: list, dest: Path) -> int:
     return 0
 
 
-def write_table(out: Path) -> list[dict]:
+def write_table(out: Path, *, portable: bool = False) -> list[dict]:
     """Write ``table.md``, ``table.json`` and ``loss_curves.png`` in ``out`` from every finished
-    row directory in it; returns the table's rows."""
+    row directory in it; returns the table's rows. The table's "Regenerate" command names
+    ``--out``, unless ``portable`` and ``out`` is an absolute path (of this machine)."""
     from ..lecture import ROWS
     from ..lecture.runs import atomic_write, load_checkpoint, plot_curves, read_json, write_json
 
@@ -139,11 +142,13 @@ def write_table(out: Path) -> list[dict]:
         val[spec.name] = [(e["step"], e["val"]) for e in m.get("evals", [])]
     steps = sorted({r["steps"] for r in rows}) or [200_000]
     flag = "" if steps == [200_000] else f" --steps {steps[0]}"
+    if not (portable and out.is_absolute()):
+        flag += f" --out {out}"
     per_row = " or ".join(f"{n:,}" for n in steps)
     lines = [
         "# The lecture's performance log, reproduced",
         "",
-        f"Regenerate: `shapekit reproduce{flag} --out {out}` ({per_row} steps per row, lr 0.1 "
+        f"Regenerate: `shapekit reproduce{flag}` ({per_row} steps per row, lr 0.1 "
         "then 0.01 for the last quarter, batch 32, `torch.manual_seed(42)`).",
         "",
         "| " + " | ".join(COLUMNS) + " |",

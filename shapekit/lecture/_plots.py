@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -51,22 +52,38 @@ def plot_curves(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     fig, ax = plt.subplots(figsize=(7, 4))
+    several = len(curves) > 1
     for name, lossi in curves.items():
         steps, means = smooth(lossi)
-        (line,) = ax.plot(steps, means, label=f"{name} train" if val else name, linewidth=1.2)
+        label = name if several or not val else f"{name} train"
+        (line,) = ax.plot(steps, means, label=label, linewidth=1.2)
         points = (val or {}).get(name)
         if points:
             ax.plot([s for s, _ in points], [math.log10(v) for _, v in points], "o--",
-                    color=line.get_color(), markersize=4, linewidth=1, label=f"{name} validation")
+                    color=line.get_color(), markersize=4, linewidth=1,
+                    label="_" if several else f"{name} validation")  # "_": not in the legend
     ax.set_xlabel("step")
     ax.set_ylabel("log10 loss (mean per group of steps)")
-    ax.set_title(re.sub(r"^([^:]+): \1: ", r"\1: ", title))
-    if len(curves) > 1 or val:
+    # Wrapped, so a long run description is never cut off at the figure's edge.
+    ax.set_title(textwrap.fill(re.sub(r"^([^:]+): \1: ", r"\1: ", title), 64))
+    if several:
+        # One entry per run (its colour) and, with validation, a key for the two line styles;
+        # below the axes, where it covers no curve.
+        handles, labels = ax.get_legend_handles_labels()
+        if val:
+            handles += [Line2D([], [], color="0.4", linewidth=1.2),
+                        Line2D([], [], color="0.4", linestyle="--", marker="o", markersize=4)]
+            labels += ["train", "validation"]
+        ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.16),
+                  ncol=min(4, len(labels)), frameon=False)
+    elif val:
         ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fmt = "svg" if Path(path).suffix == ".svg" else "png"
-    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=220, format=fmt))
+    atomic_write(Path(path),
+                 lambda tmp: fig.savefig(tmp, dpi=220, format=fmt, bbox_inches="tight"))
     plt.close(fig)
