@@ -10,9 +10,10 @@ Contenders:
   plain     no block
   explain   each step inside ``with explain():``
   detect    each step inside ``with detect():``
-  mode      each step inside a bare pass-through TorchFunctionMode: the floor cost of any per-op
-            function mode, which ``detect()`` needs and ``explain()`` avoids by catching at
-            ``__exit__``
+  mode      each step inside a bare pass-through TorchFunctionMode: what a mode that sees every
+            torch call costs. ``detect()`` needs a mode but lets the shapekit.nn layers that
+            "once" trusts run unwatched, so it can cost less; ``explain()`` needs none (it
+            catches at ``__exit__``)
 Targets (issue 15): explain/plain <= 1.05, detect/plain <= 1.3.
 """
 

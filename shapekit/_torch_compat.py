@@ -33,12 +33,14 @@ __all__ = [
     "current_bindings",
     "enter_bindings",
     "exit_bindings",
+    "function_mode_active",
     "is_compiling",
     "is_vmapped",
     "memo_stack",
     "no_torch_function",
     "pytree_parts",
     "run_outside_graph",
+    "sole_function_mode",
     "storage_owner",
     "tensor_attribute_accessors",
     "values_visible",
@@ -251,6 +253,51 @@ def no_torch_function() -> Any:
     torch.Size([2])
     """
     return torch._C.DisableTorchFunction()
+
+
+def function_mode_active() -> bool:
+    """True while a ``TorchFunctionMode`` is active on this thread (``detect()``, ``trace(ops=
+    True)``, a user's own mode): then every tensor attribute read (``x.shape``) is a call into
+    the mode, and ``@shaped`` reads its "once" keys of plain tensors in ``no_torch_function()``.
+
+    Private: ``torch._C._is_torch_function_mode_enabled``, torch 2.0 - 2.14; False without it.
+
+    >>> from torch.overrides import TorchFunctionMode
+    >>> with TorchFunctionMode():
+    ...     function_mode_active()
+    True
+    >>> function_mode_active()
+    False
+    """
+    return _mode_enabled()
+
+
+_mode_enabled: Callable[[], bool] = getattr(
+    torch._C, "_is_torch_function_mode_enabled", lambda: False
+)
+
+
+def sole_function_mode() -> Any:
+    """The ``TorchFunctionMode`` active on this thread when it is the only one, else None (no
+    mode, or several: a ``torch.device(...)`` block inside ``detect()``, say).
+
+    Private: ``torch._C._len_torch_function_stack`` and ``_get_function_stack_at``, torch 2.0 -
+    2.14; None without them.
+
+    >>> from torch.overrides import TorchFunctionMode
+    >>> with TorchFunctionMode() as mode:
+    ...     sole_function_mode() is mode
+    True
+    >>> sole_function_mode() is None
+    True
+    """
+    if _stack_len is None or _stack_len() != 1:
+        return None
+    return _stack_at(0)
+
+
+_stack_len: Callable[[], int] | None = getattr(torch._C, "_len_torch_function_stack", None)
+_stack_at: Callable[[int], Any] = getattr(torch._C, "_get_function_stack_at", lambda i: None)
 
 
 def tensor_attribute_accessors() -> frozenset:

@@ -945,6 +945,53 @@ def test_an_axis_a_library_adds_on_purpose_still_counts():
     one(lambda: torch.randn(T, 1) - v, "broadcast-n-by-n")
 
 
+def test_a_trusted_shapekit_layer_runs_unwatched_and_passes_explicit_axes_on(monkeypatch):
+    """A shapekit.nn layer call that "once" trusts runs its body without a call into detect()'s
+    mode per op (the cost of detection on the lecture's model); what the ops would have passed on
+    still holds: a column made on purpose stays one through Tanh, an accidental one (a Linear
+    with one output) is still caught."""
+    from shapekit.debug import _detect
+
+    calls: list = []
+    watch = _detect._Mode.__torch_function__
+
+    def counting(self, func, types, args=(), kwargs=None):
+        calls.append(func)
+        return watch(self, func, types, args, kwargs)
+
+    monkeypatch.setattr(_detect._Mode, "__torch_function__", counting)
+    tanh, linear, x, v = sk.Tanh(), sk.Linear(C, 1), torch.randn(T, C), torch.randn(T)
+    tanh(v[:, None]), tanh(x), linear(x)  # checked in full: these signatures are trusted now
+    with detect():
+        calls.clear()
+        tanh(x)
+        linear(x)
+        assert calls == []  # neither the bodies nor @shaped's look-ups were watched
+    silent(lambda: tanh(v[:, None]) - v)  # (T, 1) made on purpose, through the layer
+    one(lambda: linear(x) - v, "broadcast-n-by-n")  # (T, 1) by accident
+    one(lambda: torch.tanh(linear(x)) - v, "broadcast-n-by-n")
+
+
+def test_layers_are_watched_when_another_function_mode_is_active():
+    """Only detect()'s own mode lets a layer run unwatched: with a second mode inside the block
+    (a torch.device context here) the layer's ops go through both modes, as they would without
+    shapekit."""
+    from torch.overrides import TorchFunctionMode
+
+    seen: list = []
+
+    class Log(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            seen.append(getattr(func, "__name__", ""))
+            return func(*args, **(kwargs or {}))
+
+    tanh, x = sk.Tanh(), torch.randn(T, C)
+    tanh(x)
+    with detect(), Log():
+        tanh(x)
+    assert "tanh" in seen
+
+
 # --- a corpus of correct code: silent under detect() -------------------------------------------
 
 

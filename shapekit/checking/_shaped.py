@@ -19,6 +19,7 @@ import collections
 import collections.abc
 import functools
 import inspect
+import os
 import re
 import types
 import typing
@@ -100,6 +101,21 @@ def shaped(fn: F) -> F:
 
 
 _MARK = "__shapekit_shaped__"
+# shapekit.nn's layers: their bodies call torch only (never user code), so a function mode that
+# watches user code alone (detect()) may run a trusted call of one unwatched, see _layer_runner.
+_NN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "nn")
+
+
+def _layer_runner() -> Callable[..., Any] | None:
+    """The active function mode's way of running a shapekit.nn layer body (``detect()``'s runs
+    it without watching each op), when it is the only mode; None: call the body as it is."""
+    # The mode's method ``shapekit_run_layer(fn, args, kwargs) -> output`` (debug._detect._Mode).
+    return getattr(_compat.sole_function_mode(), "shapekit_run_layer", None)
+
+
+def _is_nn_layer(fn: Callable[..., Any]) -> bool:
+    code = getattr(fn, "__code__", None)
+    return code is not None and os.path.dirname(os.path.realpath(code.co_filename)) == _NN_DIR
 
 
 def _shaped_class(cls: type) -> type:
@@ -120,6 +136,8 @@ def _shaped_function(fn: Callable[..., Any], owner: str = "") -> Callable[..., A
     trusted = memory.keys  # cleared in place, never replaced
     memo_stack, arguments, tensor = _compat.memo_stack, checker.arguments, torch.Tensor
     compiling = _compat.is_compiling
+    mode_active, unwatched = _compat.function_mode_active, _compat.no_torch_function
+    layer = _is_nn_layer(fn)
 
     def checked_call(args: tuple, kwargs: dict, mode: str) -> Any:
         """The call with a full check of its arguments and return value (beartype + jaxtyping)."""
@@ -185,7 +203,14 @@ def _shaped_function(fn: Callable[..., Any], owner: str = "") -> Callable[..., A
             return fn(*args, **kwargs)
         if mode != "once" or not checker.ready:
             return checked_call(args, kwargs, mode)
-        entry = trusted.get(checker.key(args, kwargs, []))  # memory.entry(), inlined
+        if mode_active():
+            # Under a TorchFunctionMode (detect(), a user's own) each x.shape of the key would
+            # be a call into the mode: "once" reads its metadata unwatched, as it reads the
+            # output's below (a look-up computes nothing for a mode to see).
+            with unwatched():
+                entry = trusted.get(checker.key(args, kwargs, []))
+        else:
+            entry = trusted.get(checker.key(args, kwargs, []))  # memory.entry(), inlined
         if entry is None or entry[0] != _State.generation:
             return checked_call(args, kwargs, mode)
         # A trusted call (the hot path, kept inline): the body runs with the bindings the full
@@ -202,7 +227,11 @@ def _shaped_function(fn: Callable[..., Any], owner: str = "") -> Callable[..., A
         stack.append((single.copy(), variadic.copy() if variadic else {},
                       pytree.copy() if pytree else {}, named))
         try:
-            out = fn(*args, **kwargs) if kwargs else fn(*args)
+            runner = _layer_runner() if layer and mode_active() else None
+            if runner is not None:
+                out = runner(fn, args, kwargs)
+            else:
+                out = fn(*args, **kwargs) if kwargs else fn(*args)
         finally:
             memo = stack.pop()  # jaxtyping may have replaced the tuple: take what is on top
         if checker.returns:
@@ -210,11 +239,15 @@ def _shaped_function(fn: Callable[..., Any], owner: str = "") -> Callable[..., A
             if len(memo[0]) != entry[3] or len(memo[1]) != entry[4] or len(memo[2]) != entry[6]:
                 after = _compat.bindings_key(memo)
             if type(out) is tensor:  # the common case, keyed inline
+                if mode_active():  # read without the TorchFunctionMode, as the key is
+                    with unwatched():
+                        shape, dtype = out.shape, out.dtype
+                else:
+                    shape, dtype = out.shape, out.dtype
                 last = entry[5]  # the last plain tensor output accepted (a hash saved)
-                if after is None and last is not None and out.dtype is last[1] \
-                        and out.shape == last[0]:
+                if after is None and last is not None and dtype is last[1] and shape == last[0]:
                     return out
-                okey = (out.shape, out.dtype, after)
+                okey = (shape, dtype, after)
             else:
                 okey = checker.output_key(out, after)
             if okey is None or okey not in entry[2]:

@@ -17,7 +17,8 @@ the user's file:line, once per rule and line per block; ``detect(strict=True)`` 
 torch call (the per-op detectors in :mod:`shapekit.debug._detectors`, looked up by function: a
 call without a rule, tensor attribute reads included, costs one dictionary look-up; a rule that
 only reports skips the calls a library's own code makes; frames are walked only once a rule's
-cheap precondition holds). It also sees
+cheap precondition holds; a shapekit.nn layer call that ``@shaped`` trusts runs unwatched when
+this mode is the only one, as none of a library's ops are reported). It also sees
 ``torch.nn.BatchNorm1d`` and ``torch.nn.Conv1d`` inputs (``F.batch_norm``, ``conv1d``), and
 torch's global buffer and parameter registration hooks see buffers being replaced; no hook runs
 per forward, so modules keep torch's fast call path. All of it is removed on exit.
@@ -227,6 +228,29 @@ class _Mode(TorchFunctionMode):
     def __init__(self, state: _State) -> None:
         super().__init__()
         self.state = state
+
+    def shapekit_run_layer(self, fn: Any, args: tuple, kwargs: dict) -> Any:
+        """Run the body of a shapekit.nn layer whose call ``@shaped`` trusts, unwatched.
+
+        Its torch calls are a library's, which the rules that report skip, and the rules that
+        remember (an axis added on purpose, a reduction) only mark its temporaries; so the
+        layer runs without a call into this mode per op. What it would pass on is kept: an
+        output of an input's shape made from an explicit input (``Tanh()(x[:, None])``) stays
+        explicit, as ``_keep_explicit`` has it op by op. Watched as usual in another thread.
+        """
+        state = self.state
+        if getattr(_local, "state", None) is not state:
+            return fn(*args, **kwargs)
+        with _compat.no_torch_function():
+            out = fn(*args, **kwargs)
+            explicit = state.explicit
+            if explicit and type(out) is _Tensor:
+                for arg in (*args, *kwargs.values()):
+                    if (id(arg) in explicit and state.is_explicit(arg)
+                            and arg.shape == out.shape):
+                        state.mark_explicit(out)
+                        break
+        return out
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         rules = _RULES.get(func)  # None: no rule (most calls: x.shape, p.grad = None, tanh ...)
