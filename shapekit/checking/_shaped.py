@@ -203,7 +203,8 @@ def _shaped_function(fn: Callable[..., Any], owner: str = "") -> Callable[..., A
             return fn(*args, **kwargs)
         if mode != "once" or not checker.ready:
             return checked_call(args, kwargs, mode)
-        if mode_active():
+        watched = mode_active()
+        if watched:
             # Under a TorchFunctionMode (detect(), a user's own) each x.shape of the key would
             # be a call into the mode: "once" reads its metadata unwatched, as it reads the
             # output's below (a look-up computes nothing for a mode to see).
@@ -227,7 +228,7 @@ def _shaped_function(fn: Callable[..., Any], owner: str = "") -> Callable[..., A
         stack.append((single.copy(), variadic.copy() if variadic else {},
                       pytree.copy() if pytree else {}, named))
         try:
-            runner = _layer_runner() if layer and mode_active() else None
+            runner = _layer_runner() if layer and watched else None
             if runner is not None:
                 out = runner(fn, args, kwargs)
             else:
@@ -239,7 +240,7 @@ def _shaped_function(fn: Callable[..., Any], owner: str = "") -> Callable[..., A
             if len(memo[0]) != entry[3] or len(memo[1]) != entry[4] or len(memo[2]) != entry[6]:
                 after = _compat.bindings_key(memo)
             if type(out) is tensor:  # the common case, keyed inline
-                if mode_active():  # read without the TorchFunctionMode, as the key is
+                if watched:  # read without the TorchFunctionMode, as the key is
                     with unwatched():
                         shape, dtype = out.shape, out.dtype
                 else:

@@ -89,6 +89,15 @@ class _State:
         ref = self.explicit.get(id(tensor))
         return ref is not None and ref() is tensor
 
+    def carry_explicit(self, operands: Any, out: torch.Tensor) -> None:
+        """Mark ``out`` explicit when one of ``operands`` is and has its shape (``x[:, None] * 2``
+        is still the column made on purpose)."""
+        explicit = self.explicit
+        for arg in operands:
+            if id(arg) in explicit and arg.shape == out.shape and self.is_explicit(arg):
+                self.mark_explicit(out)
+                return
+
     def remember_reduction(self, result: torch.Tensor, source: torch.Tensor,
                            dims: tuple[int, ...]) -> None:
         key = id(result)
@@ -243,13 +252,8 @@ class _Mode(TorchFunctionMode):
             return fn(*args, **kwargs)
         with _compat.no_torch_function():
             out = fn(*args, **kwargs)
-            explicit = state.explicit
-            if explicit and type(out) is _Tensor:
-                for arg in (*args, *kwargs.values()):
-                    if (id(arg) in explicit and state.is_explicit(arg)
-                            and arg.shape == out.shape):
-                        state.mark_explicit(out)
-                        break
+            if state.explicit and type(out) is _Tensor:
+                state.carry_explicit((*args, *kwargs.values()), out)
         return out
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -331,11 +335,7 @@ def _keep_explicit(func: Any, args: tuple, out: torch.Tensor) -> None:
     state = getattr(_local, "state", None)
     if state is None or func in _ATTRIBUTES:  # another thread's call; an attribute read
         return
-    explicit = state.explicit
-    for arg in args[:2]:
-        if id(arg) in explicit and arg.shape == out.shape and state.is_explicit(arg):
-            state.mark_explicit(out)
-            return
+    state.carry_explicit(args[:2], out)
 
 
 def _failed(check: Any, func: Any, bug: Exception, stacklevel: int) -> None:

@@ -103,9 +103,8 @@ class BatchNorm1d(torch.nn.Module):
         """``x``, or, under ``torch.autocast``, ``x`` in the parameters' dtype: autocast hands a
         matmul's output over in bfloat16/float16, and normalisation runs in float32 there (as
         autocast runs torch's own normalisation layers). Otherwise dtypes must agree."""
-        with _compat.no_torch_function():  # the guard's own look: nothing for a mode to watch
-            dtype, have = self.gamma.dtype, x.dtype
-        if have == dtype:
+        dtype = self.gamma.dtype
+        if x.dtype == dtype:
             return x
         if _compat.autocast_dtype(x.device.type) == x.dtype:
             return x.to(dtype)

@@ -58,13 +58,10 @@ class Embedding(torch.nn.Module):
         negatives_ok = current_mode() == "off"
         if _compat.is_compiling():
             return index_guard(idx, self.num_embeddings, negatives_ok)
-        if negatives_ok:
-            return idx
-        with _compat.no_torch_function():  # the guard's own look: nothing for a mode to watch
-            if idx.numel() and _compat.values_visible(idx):
-                lo, hi = torch.aminmax(idx)
-                if lo < 0 or hi >= self.num_embeddings:
-                    raise out_of_range(idx, self.num_embeddings)
+        if not negatives_ok and idx.numel() and _compat.values_visible(idx):
+            lo, hi = torch.aminmax(idx)
+            if lo < 0 or hi >= self.num_embeddings:
+                raise out_of_range(idx, self.num_embeddings)
         return idx
 
     def _shape_fix(self, failure: Failure) -> str | None:
